@@ -1,0 +1,134 @@
+//! The frame layer: `type(u8) channel(u16) size(u32) payload frame-end(0xCE)`.
+//!
+//! [`decode`] takes complete frames off the front of a read buffer without copying their
+//! payloads: a payload is a `Bytes` slice of the buffer, so a message body that arrives in one
+//! frame is never copied on its way to the queues.
+
+use crate::error::ProtocolError;
+use bytes::{Buf, Bytes, BytesMut};
+
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+pub const FRAME_END: u8 = 0xCE;
+/// Type, channel and size; the frame end octet follows the payload.
+pub const FRAME_HEADER_SIZE: usize = 7;
+/// Header plus frame end: what a frame costs beyond its payload.
+pub const FRAME_OVERHEAD: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Method,
+    Header,
+    Body,
+    Heartbeat,
+}
+
+impl FrameKind {
+    fn from_octet(octet: u8) -> Option<Self> {
+        match octet {
+            FRAME_METHOD => Some(Self::Method),
+            FRAME_HEADER => Some(Self::Header),
+            FRAME_BODY => Some(Self::Body),
+            FRAME_HEARTBEAT => Some(Self::Heartbeat),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub channel: u16,
+    pub payload: Bytes,
+}
+
+/// Takes one complete frame off the front of `buf`, or returns `None` when more bytes are
+/// needed. `frame_max` bounds the whole frame (header, payload and end octet), as negotiated in
+/// connection.tune; a larger size is rejected before its payload is buffered, so a peer cannot
+/// make the server allocate more than `frame_max` per connection.
+pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, ProtocolError> {
+    if buf.len() < FRAME_HEADER_SIZE {
+        return Ok(None);
+    }
+    let kind_octet = buf[0];
+    let channel = u16::from_be_bytes([buf[1], buf[2]]);
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+    let kind = FrameKind::from_octet(kind_octet).ok_or(ProtocolError::UnknownFrameType(kind_octet))?;
+    if frame_max != 0 && u64::from(size) + FRAME_OVERHEAD as u64 > u64::from(frame_max) {
+        return Err(ProtocolError::FrameTooLarge { size, max: frame_max });
+    }
+    let total = FRAME_HEADER_SIZE + size as usize + 1;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let end = buf[total - 1];
+    if end != FRAME_END {
+        return Err(ProtocolError::BadFrameEnd(end));
+    }
+    buf.advance(FRAME_HEADER_SIZE);
+    let payload = buf.split_to(size as usize).freeze();
+    buf.advance(1);
+    Ok(Some(Frame { kind, channel, payload }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: u8, channel: u16, payload: &[u8], end: u8) -> BytesMut {
+        let mut b = BytesMut::new();
+        b.extend_from_slice(&[kind]);
+        b.extend_from_slice(&channel.to_be_bytes());
+        b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        b.extend_from_slice(payload);
+        b.extend_from_slice(&[end]);
+        b
+    }
+
+    #[test]
+    fn decodes_a_complete_frame_and_leaves_the_rest() {
+        let mut buf = raw(FRAME_BODY, 3, b"hello", FRAME_END);
+        buf.extend_from_slice(&[1, 0]);
+        let frame = decode(&mut buf, 131072).unwrap().unwrap();
+        assert_eq!(frame.kind, FrameKind::Body);
+        assert_eq!(frame.channel, 3);
+        assert_eq!(&frame.payload[..], b"hello");
+        assert_eq!(&buf[..], &[1, 0]);
+    }
+
+    #[test]
+    fn waits_for_more_bytes() {
+        let full = raw(FRAME_METHOD, 1, b"abcdef", FRAME_END);
+        for cut in 0..full.len() {
+            let mut part = BytesMut::from(&full[..cut]);
+            assert_eq!(decode(&mut part, 131072).unwrap(), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_frames_before_buffering_them() {
+        let mut buf = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 1, 0, 0][..]);
+        let err = decode(&mut buf, 4096).unwrap_err();
+        assert_eq!(err, ProtocolError::FrameTooLarge { size: 65536, max: 4096 });
+        assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
+    }
+
+    #[test]
+    fn frame_max_counts_the_eight_bytes_of_overhead() {
+        let mut exact = raw(FRAME_BODY, 1, &[0; 4088], FRAME_END);
+        assert!(decode(&mut exact, 4096).unwrap().is_some());
+        let mut over = raw(FRAME_BODY, 1, &[0; 4089], FRAME_END);
+        assert!(decode(&mut over, 4096).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_end_octet_and_unknown_type() {
+        let mut bad_end = raw(FRAME_METHOD, 1, b"x", 0);
+        assert_eq!(decode(&mut bad_end, 0), Err(ProtocolError::BadFrameEnd(0)));
+        let mut bad_type = raw(9, 1, b"x", FRAME_END);
+        assert_eq!(decode(&mut bad_type, 0), Err(ProtocolError::UnknownFrameType(9)));
+    }
+}
