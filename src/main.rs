@@ -1,1 +1,124 @@
-fn main(){}
+//! The `warren` binary: command line → configuration → tracing → run.
+
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warren::config::{Config, DEFAULT_CONFIG};
+use warren::server::{run, Listeners};
+
+/// An AMQP 0-9-1 message broker for RabbitMQ's clients.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (the embedded defaults when omitted).
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for durable state and persistent messages.
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// AMQP port.
+    #[arg(long, env = "WARREN_AMQP_PORT")]
+    amqp_port: Option<u16>,
+    /// Management HTTP port.
+    #[arg(long, env = "WARREN_HTTP_PORT")]
+    http_port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long, env = "WARREN_BIND")]
+    bind: Option<IpAddr>,
+    /// Print the default configuration file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+impl Cli {
+    fn config(&self) -> anyhow_free::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = self.amqp_port {
+            config.amqp_port = v;
+        }
+        if let Some(v) = self.http_port {
+            config.http_port = v;
+        }
+        if let Some(v) = self.bind {
+            config.bind = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Errors at the binary's edge are printed and end the process; nothing more is needed.
+mod anyhow_free {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    let amqp = tokio::net::TcpListener::bind((config.bind, config.amqp_port)).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", config.bind, config.amqp_port))
+    })?;
+    run(Listeners { amqp }, config, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -27,15 +27,19 @@ pub struct Content {
 #[derive(Debug, Default)]
 enum State {
     #[default]
-    ExpectMethod,
-    ExpectHeader(AMQPClass),
-    ExpectBody {
-        method: AMQPClass,
-        properties: BasicProperties,
-        raw_properties: Bytes,
-        body: BodyParts,
-        remaining: u64,
-    },
+    Idle,
+    WantHeader(AMQPClass),
+    WantBody(Box<PartialContent>),
+}
+
+/// A content-bearing method whose header arrived and whose body is still coming.
+#[derive(Debug)]
+struct PartialContent {
+    method: AMQPClass,
+    properties: BasicProperties,
+    raw_properties: Bytes,
+    body: BodyParts,
+    remaining: u64,
 }
 
 /// A body usually arrives in one frame, which is kept as is; only multi-frame bodies are copied
@@ -98,58 +102,61 @@ impl CommandAssembler {
 
     /// True while a content-bearing method waits for its header or body.
     pub fn in_content(&self) -> bool {
-        !matches!(self.state, State::ExpectMethod)
+        !matches!(self.state, State::Idle)
     }
 
     /// Forgets any partial command (used when the channel closes).
     pub fn reset(&mut self) {
-        self.state = State::ExpectMethod;
+        self.state = State::Idle;
     }
 
     pub fn push(&mut self, frame: Frame, max_body: u64) -> Result<Assembled, ProtocolError> {
         match (std::mem::take(&mut self.state), frame.kind) {
-            (State::ExpectMethod, FrameKind::Method) => {
+            (State::Idle, FrameKind::Method) => {
                 let method = parse_method(&frame.payload)?;
                 if carries_content(&method) {
-                    self.state = State::ExpectHeader(method);
+                    self.state = State::WantHeader(method);
                     Ok(Assembled::Incomplete)
                 } else {
                     Ok(complete(method, None))
                 }
             }
-            (State::ExpectMethod, kind) => Err(ProtocolError::UnexpectedFrame(format!(
+            (State::Idle, kind) => Err(ProtocolError::UnexpectedFrame(format!(
                 "expected method frame, got {} frame instead",
                 kind_name(kind)
             ))),
-            (State::ExpectHeader(method), FrameKind::Header) => {
+            (State::WantHeader(method), FrameKind::Header) => {
                 self.on_header(method, frame.payload, max_body)
             }
-            (State::ExpectHeader(method), kind) => Err(ProtocolError::UnexpectedFrame(format!(
+            (State::WantHeader(method), kind) => Err(ProtocolError::UnexpectedFrame(format!(
                 "expected content header for class {}, got non content header frame ({}) instead",
                 method.get_amqp_class_id(),
                 kind_name(kind)
             ))),
-            (State::ExpectBody { method, properties, raw_properties, mut body, remaining }, FrameKind::Body) => {
+            (State::WantBody(mut partial), FrameKind::Body) => {
                 let len = frame.payload.len() as u64;
-                if len > remaining {
+                if len > partial.remaining {
                     return Err(ProtocolError::UnexpectedFrame(format!(
-                        "expected content body of at most {remaining} bytes, got a body frame of {len} bytes"
+                        "expected content body of at most {} bytes, got a body frame of {len} bytes",
+                        partial.remaining
                     )));
                 }
                 if len > 0 {
-                    body.push(frame.payload);
+                    partial.body.push(frame.payload);
                 }
-                let remaining = remaining - len;
-                if remaining == 0 {
+                partial.remaining -= len;
+                if partial.remaining == 0 {
+                    let PartialContent { method, properties, raw_properties, body, .. } = *partial;
                     let content = Content { properties, raw_properties, body: body.into_bytes() };
                     return Ok(complete(method, Some(content)));
                 }
-                self.state = State::ExpectBody { method, properties, raw_properties, body, remaining };
+                self.state = State::WantBody(partial);
                 Ok(Assembled::Incomplete)
             }
-            (State::ExpectBody { method, remaining, .. }, kind) => Err(ProtocolError::UnexpectedFrame(format!(
-                "expected content body for class {}, {remaining} bytes remaining, got {} frame instead",
-                method.get_amqp_class_id(),
+            (State::WantBody(partial), kind) => Err(ProtocolError::UnexpectedFrame(format!(
+                "expected content body for class {}, {} bytes remaining, got {} frame instead",
+                partial.method.get_amqp_class_id(),
+                partial.remaining,
                 kind_name(kind)
             ))),
         }
@@ -179,13 +186,13 @@ impl CommandAssembler {
             let content = Content { properties, raw_properties: payload, body: Bytes::new() };
             return Ok(complete(method, Some(content)));
         }
-        self.state = State::ExpectBody {
+        self.state = State::WantBody(Box::new(PartialContent {
             method,
             properties,
             raw_properties: payload,
             body: BodyParts::Empty,
             remaining: body_size,
-        };
+        }));
         Ok(Assembled::Incomplete)
     }
 }

@@ -1,0 +1,193 @@
+//! Consumers as queues see them, and the credit that bounds what a queue may push to one.
+//!
+//! A queue delivers by sending events into the consumer's connection mailbox; the connection
+//! task owns delivery tags and unacked state. Credit (prefetch, and a window of deliveries not
+//! yet written to the socket) is shared between the two through atomics, so neither side
+//! locks the other. When a queue skips a consumer for lack of credit it marks it `starved`;
+//! whoever gives credit back sees the mark and asks the queue to dispatch again.
+
+use super::message::QueueEntry;
+use super::queue::Queue;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use warren_amqp::ShortString;
+
+pub type ConnectionId = u64;
+
+/// Deliveries a consumer may have in its connection's mailbox, not yet written to the socket.
+/// Bounds memory for no-ack consumers and consumers without a prefetch limit.
+pub const TRANSIT_WINDOW: u32 = 1000;
+
+/// What queues (and the broker) tell a connection task.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    Deliver { queue: Arc<Queue>, consumer: Arc<Consumer>, entry: QueueEntry },
+    /// The queue went away: the client is sent basic.cancel.
+    ConsumerCancelled { channel: u16, consumer_tag: ShortString },
+}
+
+pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
+
+/// A count against an optional limit (0 = unlimited), changed by both sides without locks.
+#[derive(Debug, Default)]
+pub struct Credit {
+    limit: AtomicU32,
+    used: AtomicU32,
+}
+
+impl Credit {
+    pub fn new(limit: u32) -> Self {
+        Self { limit: AtomicU32::new(limit), used: AtomicU32::new(0) }
+    }
+
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
+    pub fn try_take(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (limit == 0 || used < limit).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn give_back(&self, n: u32) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(n)));
+    }
+
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// State of a channel that its consumers share: channel.flow and the global (per-channel) qos.
+#[derive(Debug, Default)]
+pub struct ChannelGate {
+    pub flow_active: AtomicBool,
+    pub prefetch: Credit,
+}
+
+impl ChannelGate {
+    pub fn new() -> Self {
+        Self { flow_active: AtomicBool::new(true), prefetch: Credit::new(0) }
+    }
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub tag: ShortString,
+    pub channel: u16,
+    pub connection: ConnectionId,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub mailbox: Mailbox,
+    /// basic.qos prefetch_count (global=false) in force when the consumer started.
+    pub prefetch: Credit,
+    pub gate: Arc<ChannelGate>,
+    /// Deliveries sent to the mailbox and not yet written out.
+    pub in_transit: Credit,
+    /// Set when a queue passed this consumer over for lack of credit.
+    pub starved: AtomicBool,
+}
+
+impl Consumer {
+    /// Takes the credit for one delivery, or marks the consumer starved.
+    pub fn try_reserve(&self) -> bool {
+        if !self.gate.flow_active.load(Ordering::Acquire) {
+            self.starved.store(true, Ordering::Release);
+            return false;
+        }
+        if !self.in_transit.try_take() {
+            self.starved.store(true, Ordering::Release);
+            return false;
+        }
+        if !self.no_ack {
+            if !self.prefetch.try_take() {
+                self.in_transit.give_back(1);
+                self.starved.store(true, Ordering::Release);
+                return false;
+            }
+            if !self.gate.prefetch.try_take() {
+                self.prefetch.give_back(1);
+                self.in_transit.give_back(1);
+                self.starved.store(true, Ordering::Release);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Gives back the credit of `n` acknowledged (or requeued) deliveries.
+    pub fn settle(&self, n: u32) {
+        if !self.no_ack {
+            self.prefetch.give_back(n);
+            self.gate.prefetch.give_back(n);
+        }
+    }
+
+    /// True once if a queue skipped this consumer since the last call.
+    pub fn take_starved(&self) -> bool {
+        self.starved.swap(false, Ordering::AcqRel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(no_ack: bool, prefetch: u32, gate: Arc<ChannelGate>) -> Consumer {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Consumer {
+            tag: "c".into(),
+            channel: 1,
+            connection: 1,
+            no_ack,
+            exclusive: false,
+            mailbox: tx,
+            prefetch: Credit::new(prefetch),
+            gate,
+            in_transit: Credit::new(TRANSIT_WINDOW),
+            starved: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn prefetch_limits_unacked_deliveries() {
+        let c = consumer(false, 2, Arc::new(ChannelGate::new()));
+        assert!(c.try_reserve());
+        assert!(c.try_reserve());
+        assert!(!c.try_reserve());
+        assert!(c.take_starved());
+        assert!(!c.take_starved());
+        c.settle(1);
+        assert!(c.try_reserve());
+    }
+
+    #[test]
+    fn channel_prefetch_is_shared_and_no_ack_ignores_it() {
+        let gate = Arc::new(ChannelGate::new());
+        gate.prefetch.set_limit(1);
+        let a = consumer(false, 0, gate.clone());
+        let b = consumer(false, 0, gate.clone());
+        assert!(a.try_reserve());
+        assert!(!b.try_reserve());
+        assert_eq!(b.prefetch.used(), 0, "a refused reservation gives its own credit back");
+        let n = consumer(true, 0, gate);
+        assert!(n.try_reserve());
+    }
+
+    #[test]
+    fn flow_off_stops_deliveries() {
+        let gate = Arc::new(ChannelGate::new());
+        let c = consumer(true, 0, gate.clone());
+        gate.flow_active.store(false, Ordering::Release);
+        assert!(!c.try_reserve());
+        gate.flow_active.store(true, Ordering::Release);
+        assert!(c.try_reserve());
+    }
+}

@@ -1,0 +1,187 @@
+//! Exchanges and their bindings. Each exchange type is a binding table behind one trait
+//! (`BindingTable`): adding and removing bindings, and routing a message to destinations.
+//! Tables sit behind a read-write lock per exchange: publishers route concurrently under
+//! read locks; only bind/unbind take the write lock.
+
+mod direct;
+mod fanout;
+mod headers;
+mod topic;
+
+use super::queue::Queue;
+use std::sync::{Arc, RwLock};
+use warren_amqp::{FieldTable, ShortString};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "direct" => Some(Self::Direct),
+            "fanout" => Some(Self::Fanout),
+            "topic" => Some(Self::Topic),
+            "headers" => Some(Self::Headers),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Fanout => "fanout",
+            Self::Topic => "topic",
+            Self::Headers => "headers",
+        }
+    }
+
+    fn new_table(self) -> Box<dyn BindingTable> {
+        match self {
+            Self::Direct => Box::<direct::DirectTable>::default(),
+            Self::Fanout => Box::<fanout::FanoutTable>::default(),
+            Self::Topic => Box::<topic::TopicTable>::default(),
+            Self::Headers => Box::<headers::HeadersTable>::default(),
+        }
+    }
+}
+
+/// Where a binding leads.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    Queue(Arc<Queue>),
+    Exchange(Arc<Exchange>),
+}
+
+impl PartialEq for Destination {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Queue(a), Self::Queue(b)) => Arc::ptr_eq(a, b),
+            (Self::Exchange(a), Self::Exchange(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: ShortString,
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    fn same(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        &self.destination == destination && self.routing_key.as_str() == routing_key && &self.arguments == arguments
+    }
+}
+
+/// What a message offers to routing.
+pub struct RoutingInput<'a> {
+    pub routing_key: &'a str,
+    pub headers: Option<&'a FieldTable>,
+}
+
+/// The binding table of one exchange type.
+pub trait BindingTable: Send + Sync + std::fmt::Debug {
+    /// Adds a binding; false if an identical one exists.
+    fn add(&mut self, binding: Binding) -> bool;
+    /// Removes the identical binding; false if there was none.
+    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool;
+    /// Appends every matching binding's destination (duplicates allowed).
+    fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>);
+    /// Drops every binding to a destination; returns how many went.
+    fn remove_destination(&mut self, destination: &Destination) -> usize;
+    fn bindings(&self) -> Vec<Binding>;
+    fn is_empty(&self) -> bool;
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    pub name: ShortString,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    table: RwLock<Box<dyn BindingTable>>,
+}
+
+impl Exchange {
+    pub fn new(
+        name: ShortString,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        Self { name, kind, durable, auto_delete, internal, arguments, table: RwLock::new(kind.new_table()) }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Box<dyn BindingTable>> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Box<dyn BindingTable>> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn bind(&self, binding: Binding) -> bool {
+        self.write().add(binding)
+    }
+
+    pub fn unbind(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        self.write().remove(destination, routing_key, arguments)
+    }
+
+    pub fn unbind_destination(&self, destination: &Destination) -> usize {
+        self.write().remove_destination(destination)
+    }
+
+    pub fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>) {
+        self.read().route(input, out)
+    }
+
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.read().bindings()
+    }
+
+    pub fn has_bindings(&self) -> bool {
+        !self.read().is_empty()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// Distinct queues to bind in table tests.
+    pub fn queue(name: &str) -> Arc<Queue> {
+        Arc::new(Queue::new(name.into(), "/".into(), false, None, false, FieldTable::default()))
+    }
+
+    pub fn binding(q: &Arc<Queue>, key: &str) -> Binding {
+        Binding { destination: Destination::Queue(q.clone()), routing_key: key.into(), arguments: FieldTable::default() }
+    }
+
+    /// Names of the queues a table routes to, sorted and deduplicated.
+    pub fn routed(table: &dyn BindingTable, key: &str, headers: Option<&FieldTable>) -> Vec<String> {
+        let mut out = Vec::new();
+        table.route(&RoutingInput { routing_key: key, headers }, &mut out);
+        let mut names: Vec<String> = out
+            .into_iter()
+            .map(|d| match d {
+                Destination::Queue(q) => q.name.to_string(),
+                Destination::Exchange(e) => format!("x:{}", e.name),
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}

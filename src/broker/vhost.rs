@@ -1,0 +1,385 @@
+//! A virtual host: its exchanges and queues, and the operations clients and the management
+//! API perform on them, with RabbitMQ's checks and error texts.
+
+use super::consumer::ConnectionId;
+use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RoutingInput};
+use super::queue::Queue;
+use crate::error::{AmqpError, AmqpResult};
+use dashmap::DashMap;
+use std::sync::Arc;
+use warren_amqp::{AMQPValue, FieldTable, ShortString};
+
+#[derive(Debug)]
+pub struct VHost {
+    pub name: String,
+    exchanges: DashMap<String, Arc<Exchange>>,
+    queues: DashMap<String, Arc<Queue>>,
+}
+
+/// The arguments of exchange.declare.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeSpec {
+    pub name: String,
+    pub kind: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// The arguments of queue.declare (with the server-chosen name already filled in).
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    pub name: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// Queue arguments RabbitMQ compares when a queue is declared again.
+const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+impl VHost {
+    pub fn new(name: &str) -> Self {
+        let vhost = Self { name: name.to_string(), exchanges: DashMap::new(), queues: DashMap::new() };
+        let standard = [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ];
+        for (name, kind) in standard {
+            let x = Exchange::new(name.into(), kind, true, false, false, FieldTable::default());
+            vhost.exchanges.insert(name.to_string(), Arc::new(x));
+        }
+        vhost
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    pub fn exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchanges.get(name).map(|x| x.clone()).ok_or_else(|| self.no_exchange(name))
+    }
+
+    pub fn queue(&self, name: &str) -> AmqpResult<Arc<Queue>> {
+        self.queues.get(name).map(|q| q.clone()).ok_or_else(|| self.no_queue(name))
+    }
+
+    /// A queue the given connection may use (exclusive queues belong to one connection).
+    pub fn queue_for(&self, name: &str, connection: ConnectionId) -> AmqpResult<Arc<Queue>> {
+        let q = self.queue(name)?;
+        q.check_access(connection)?;
+        Ok(q)
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|e| e.value().clone()).collect()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.value().clone()).collect()
+    }
+
+    pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+        if spec.passive {
+            return self.exchange(&spec.name);
+        }
+        let kind = ExchangeKind::parse(&spec.kind)
+            .ok_or_else(|| AmqpError::command_invalid(format!("unknown exchange type '{}'", spec.kind)))?;
+        if spec.name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        let exchange = match self.exchanges.entry(spec.name.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                if spec.name.starts_with("amq.") {
+                    return Err(AmqpError::access_refused(format!(
+                        "exchange name '{}' contains reserved prefix 'amq.*'",
+                        spec.name
+                    )));
+                }
+                let x = Exchange::new(
+                    spec.name.as_str().into(),
+                    kind,
+                    spec.durable,
+                    spec.auto_delete,
+                    spec.internal,
+                    spec.arguments.clone(),
+                );
+                return Ok(v.insert(Arc::new(x)).clone());
+            }
+        };
+        let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
+        let inequivalent = |arg: &str, received: &str, current: &str| {
+            AmqpError::precondition_failed(format!(
+                "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+            ))
+        };
+        if exchange.kind != kind {
+            return Err(inequivalent("type", kind.as_str(), exchange.kind.as_str()));
+        }
+        for (arg, received, current) in [
+            ("durable", spec.durable, exchange.durable),
+            ("auto_delete", spec.auto_delete, exchange.auto_delete),
+            ("internal", spec.internal, exchange.internal),
+        ] {
+            if received != current {
+                return Err(inequivalent(arg, &received.to_string(), &current.to_string()));
+            }
+        }
+        check_args_equivalent(&what, &spec.arguments, &exchange.arguments, &["alternate-exchange"])?;
+        Ok(exchange)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        let Some(exchange) = self.exchanges.get(name).map(|x| x.clone()) else {
+            return Ok(());
+        };
+        if if_unused && exchange.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.exchanges.remove(name);
+        self.unbind_everywhere(&Destination::Exchange(exchange));
+        Ok(())
+    }
+
+    pub fn declare_queue(&self, spec: QueueSpec, connection: ConnectionId) -> AmqpResult<Arc<Queue>> {
+        if !spec.passive && spec.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        }
+        if spec.passive {
+            return self.queue_for(&spec.name, connection);
+        }
+        let owner = spec.exclusive.then_some(connection);
+        let durable = spec.durable && !spec.exclusive;
+        let queue = match self.queues.entry(spec.name.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                let q = Queue::new(
+                    spec.name.as_str().into(),
+                    self.name.clone(),
+                    durable,
+                    owner,
+                    spec.auto_delete,
+                    spec.arguments.clone(),
+                );
+                return Ok(v.insert(Arc::new(q)).clone());
+            }
+        };
+        queue.check_access(connection)?;
+        if queue.exclusive_owner != owner {
+            // Same connection, but the exclusive flag differs from the original declaration.
+            return Err(queue.check_access(u64::MAX).unwrap_err());
+        }
+        let what = format!("queue '{}' in vhost '{}'", spec.name, self.name);
+        for (arg, received, current) in
+            [("durable", durable, queue.durable), ("auto_delete", spec.auto_delete, queue.auto_delete)]
+        {
+            if received != current {
+                return Err(AmqpError::precondition_failed(format!(
+                    "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+                )));
+            }
+        }
+        check_args_equivalent(&what, &spec.arguments, &queue.arguments, EQUIVALENT_QUEUE_ARGS)?;
+        Ok(queue)
+    }
+
+    /// queue.delete's if-unused and if-empty conditions.
+    pub fn delete_queue_checks(&self, queue: &Queue, if_unused: bool, if_empty: bool) -> AmqpResult<()> {
+        let what = format!("queue '{}' in vhost '{}'", queue.name, self.name);
+        if if_unused && queue.consumer_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!("{what} in use")));
+        }
+        if if_empty && queue.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!("{what} not empty")));
+        }
+        Ok(())
+    }
+
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, explicit delete).
+    pub fn remove_queue(&self, queue: &Arc<Queue>) -> (u32, Vec<Arc<super::consumer::Consumer>>) {
+        self.queues.remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
+        self.unbind_everywhere(&Destination::Queue(queue.clone()));
+        queue.delete()
+    }
+
+    /// Drops every binding to `destination`, and auto-delete exchanges left without bindings.
+    fn unbind_everywhere(&self, destination: &Destination) {
+        let mut emptied = Vec::new();
+        for x in self.exchanges() {
+            if x.unbind_destination(destination) > 0 && x.auto_delete && !x.has_bindings() {
+                emptied.push(x);
+            }
+        }
+        for x in emptied {
+            self.remove_auto_deleted(&x);
+        }
+    }
+
+    fn remove_auto_deleted(&self, exchange: &Arc<Exchange>) {
+        if self.exchanges.remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange)).is_some() {
+            self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
+        }
+    }
+
+    fn source_for_binding(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        self.exchange(name)
+    }
+
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+        connection: ConnectionId,
+    ) -> AmqpResult<()> {
+        let q = self.queue_for(queue, connection)?;
+        let x = self.source_for_binding(exchange)?;
+        x.bind(Binding { destination: Destination::Queue(q), routing_key: routing_key.into(), arguments });
+        Ok(())
+    }
+
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: ConnectionId,
+    ) -> AmqpResult<()> {
+        let q = self.queue_for(queue, connection)?;
+        let x = self.source_for_binding(exchange)?;
+        if x.unbind(&Destination::Queue(q), routing_key, arguments) && x.auto_delete && !x.has_bindings() {
+            self.remove_auto_deleted(&x);
+        }
+        Ok(())
+    }
+
+    pub fn bind_exchange(&self, destination: &str, source: &str, routing_key: &str, arguments: FieldTable) -> AmqpResult<()> {
+        let d = self.source_for_binding(destination)?;
+        let s = self.source_for_binding(source)?;
+        s.bind(Binding { destination: Destination::Exchange(d), routing_key: routing_key.into(), arguments });
+        Ok(())
+    }
+
+    pub fn unbind_exchange(&self, destination: &str, source: &str, routing_key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+        let d = self.source_for_binding(destination)?;
+        let s = self.source_for_binding(source)?;
+        if s.unbind(&Destination::Exchange(d), routing_key, arguments) && s.auto_delete && !s.has_bindings() {
+            self.remove_auto_deleted(&s);
+        }
+        Ok(())
+    }
+
+    /// The queues a message reaches from `exchange`, each once, following exchange-to-exchange
+    /// bindings (each exchange visited once, so cycles end).
+    pub fn route(&self, exchange: &Arc<Exchange>, input: &RoutingInput<'_>, scratch: &mut Vec<Destination>, out: &mut Vec<Arc<Queue>>) {
+        out.clear();
+        if exchange.name.as_str().is_empty() {
+            if let Some(q) = self.queues.get(input.routing_key) {
+                out.push(q.clone());
+            }
+            return;
+        }
+        scratch.clear();
+        exchange.route(input, scratch);
+        let mut visited: Vec<*const Exchange> = vec![Arc::as_ptr(exchange)];
+        while let Some(d) = scratch.pop() {
+            match d {
+                Destination::Queue(q) => out.push(q),
+                Destination::Exchange(x) => {
+                    if !visited.contains(&Arc::as_ptr(&x)) {
+                        visited.push(Arc::as_ptr(&x));
+                        x.route(input, scratch);
+                    }
+                }
+            }
+        }
+        if out.len() > 1 {
+            out.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+    }
+}
+
+/// Compares the listed arguments of a redeclaration with the original, RabbitMQ-style.
+fn check_args_equivalent(what: &str, received: &FieldTable, current: &FieldTable, keys: &[&str]) -> AmqpResult<()> {
+    for key in keys {
+        let (r, c) = (received.inner().get(*key), current.inner().get(*key));
+        if r != c {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for {what}: received {} but current is {}",
+                describe(r),
+                describe(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn describe(value: Option<&AMQPValue>) -> String {
+    let Some(v) = value else { return "none".into() };
+    let (text, kind) = match v {
+        AMQPValue::LongString(s) => (String::from_utf8_lossy(s.as_bytes()).into_owned(), "longstr"),
+        AMQPValue::ShortString(s) => (s.to_string(), "shortstr"),
+        AMQPValue::LongInt(n) => (n.to_string(), "signedint"),
+        AMQPValue::LongLongInt(n) => (n.to_string(), "long"),
+        AMQPValue::ShortInt(n) => (n.to_string(), "short"),
+        AMQPValue::ShortShortInt(n) => (n.to_string(), "byte"),
+        AMQPValue::Boolean(b) => (b.to_string(), "bool"),
+        other => (format!("{other:?}"), "other"),
+    };
+    format!("the value '{text}' of type '{kind}'")
+}
+
+/// A server-generated queue name, `amq.gen-` and 22 url-safe characters like RabbitMQ's.
+pub fn generated_queue_name() -> ShortString {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    let suffix: String = (0..22).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    format!("amq.gen-{suffix}").into()
+}

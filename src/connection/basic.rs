@@ -1,0 +1,331 @@
+//! The basic class (publish, consume, get, acknowledgements, qos, recover), publisher
+//! confirms and transactions, and deliveries arriving from queues.
+
+use super::channel::{ChannelConsumer, ChannelState, TxOp, Unacked};
+use super::{requeue_all, Connection};
+use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
+use crate::broker::exchange::{Exchange, RoutingInput};
+use crate::broker::message::Message;
+use crate::broker::queue::Queue;
+use crate::error::{AmqpError, AmqpResult};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use warren_amqp::protocol::{basic as b, confirm as cf, tx};
+use warren_amqp::{encode, reply, AMQPClass, Content, ShortString};
+
+/// A basic.publish that passed its checks, routed now or at tx.commit.
+#[derive(Debug)]
+pub struct Publication {
+    pub exchange: Arc<Exchange>,
+    pub exchange_name: ShortString,
+    pub routing_key: ShortString,
+    pub mandatory: bool,
+    pub content: Content,
+}
+
+impl Connection {
+    pub(super) fn basic_publish(&mut self, channel_id: u16, m: b::Publish, content: Content) -> AmqpResult<()> {
+        if m.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        // RabbitMQ accepts "amq.default" as a name for the default exchange.
+        let name = if m.exchange.as_str() == "amq.default" { "" } else { m.exchange.as_str() };
+        let exchange = self.vhost.exchange(name)?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, self.vhost.name
+            )));
+        }
+        let publication =
+            Publication { exchange, exchange_name: m.exchange, routing_key: m.routing_key, mandatory: m.mandatory, content };
+        let channel = self.channel(channel_id)?;
+        if let Some(ops) = &mut channel.tx {
+            ops.push(TxOp::Publish(Box::new(publication)));
+            return Ok(());
+        }
+        let seq = channel.confirm_next.inspect(|n| channel.confirm_next = Some(n + 1));
+        self.route(channel_id, publication);
+        if let Some(seq) = seq {
+            if let Some(channel) = self.channels.get_mut(&channel_id) {
+                channel.pending_ack = Some(match channel.pending_ack {
+                    Some((first, _)) => (first, seq),
+                    None => (seq, seq),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes a message to its queues, or returns it to a mandatory publisher.
+    fn route(&mut self, channel_id: u16, p: Publication) {
+        let Publication { exchange, exchange_name, routing_key, mandatory, content } = p;
+        let input = RoutingInput { routing_key: routing_key.as_str(), headers: content.properties.headers().as_ref() };
+        self.vhost.route(&exchange, &input, &mut self.routing_scratch, &mut self.routed);
+        if self.routed.is_empty() {
+            if mandatory {
+                let out = &mut self.io.output;
+                encode::basic_return(out, channel_id, reply::NO_ROUTE, "NO_ROUTE", exchange_name.as_str(), routing_key.as_str());
+                encode::content(out, channel_id, &content.raw_properties, &content.body, self.frame_max);
+            }
+            return;
+        }
+        let message = Message::new(exchange_name, routing_key, &content.properties, content.raw_properties, content.body);
+        for queue in self.routed.drain(..) {
+            queue.publish(message.clone());
+        }
+    }
+
+    /// Writes the publisher confirms decided since the last flush, one (multiple) ack per channel.
+    pub(super) fn flush_confirms(&mut self) {
+        for (id, channel) in self.channels.iter_mut() {
+            if let Some((first, last)) = channel.pending_ack.take() {
+                encode::confirm(&mut self.io.output, *id, true, last, first != last);
+            }
+        }
+    }
+
+    pub(super) fn basic_consume(&mut self, channel_id: u16, m: b::Consume) -> AmqpResult<()> {
+        let name = self.channel(channel_id)?.queue_name(&m.queue)?;
+        let queue = self.vhost.queue_for(name.as_str(), self.id)?;
+        let (id, mailbox) = (self.id, self.mailbox.clone());
+        let channel = self.channel(channel_id)?;
+        let tag = if m.consumer_tag.as_str().is_empty() { generated_consumer_tag() } else { m.consumer_tag };
+        if channel.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            channel: channel_id,
+            connection: id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            mailbox,
+            prefetch: Credit::new(channel.consumer_prefetch),
+            gate: channel.gate.clone(),
+            in_transit: Credit::new(TRANSIT_WINDOW),
+            starved: AtomicBool::new(false),
+        });
+        // Deliveries reach the client through the mailbox, after this reply is written.
+        queue.add_consumer(consumer.clone())?;
+        channel.consumers.insert(tag.clone(), ChannelConsumer { consumer, queue });
+        self.reply(channel_id, m.nowait, AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk { consumer_tag: tag })));
+        Ok(())
+    }
+
+    pub(super) fn basic_cancel(&mut self, channel_id: u16, m: b::Cancel) -> AmqpResult<()> {
+        if let Some(c) = self.channel(channel_id)?.consumers.remove(&m.consumer_tag) {
+            self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue);
+        }
+        let ok = b::CancelOk { consumer_tag: m.consumer_tag };
+        self.reply(channel_id, m.nowait, AMQPClass::Basic(b::AMQPMethod::CancelOk(ok)));
+        Ok(())
+    }
+
+    pub(super) fn basic_get(&mut self, channel_id: u16, m: b::Get) -> AmqpResult<()> {
+        let name = self.channel(channel_id)?.queue_name(&m.queue)?;
+        let queue = self.vhost.queue_for(name.as_str(), self.id)?;
+        let Some((entry, remaining)) = queue.get(!m.no_ack) else {
+            self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})));
+            return Ok(());
+        };
+        let frame_max = self.frame_max;
+        let channel = self.channel(channel_id)?;
+        let tag = channel.next_tag();
+        let msg = entry.message.clone();
+        if !m.no_ack {
+            channel.unacked.push_back(Unacked { tag, queue, entry: entry.clone(), consumer: None });
+        }
+        let out = &mut self.io.output;
+        encode::get_ok(out, channel_id, tag, entry.redelivered, msg.exchange.as_str(), msg.routing_key.as_str(), remaining);
+        encode::content(out, channel_id, &msg.raw_properties, &msg.body, frame_max);
+        Ok(())
+    }
+
+    pub(super) fn basic_ack(&mut self, channel_id: u16, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        let deliveries = channel.take_unacked(tag, multiple)?;
+        if let Some(ops) = &mut channel.tx {
+            ops.push(TxOp::Settle { deliveries, requeue: None });
+            return Ok(());
+        }
+        self.settle(channel_id, deliveries, None);
+        Ok(())
+    }
+
+    pub(super) fn basic_reject(&mut self, channel_id: u16, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        let deliveries = channel.take_unacked(tag, multiple)?;
+        if let Some(ops) = &mut channel.tx {
+            ops.push(TxOp::Settle { deliveries, requeue: Some(requeue) });
+            return Ok(());
+        }
+        self.settle(channel_id, deliveries, Some(requeue));
+        Ok(())
+    }
+
+    /// Finishes deliveries: acked (`requeue` None), rejected and dropped, or requeued.
+    fn settle(&mut self, channel_id: u16, deliveries: Vec<Unacked>, requeue: Option<bool>) {
+        if requeue == Some(true) {
+            requeue_all(deliveries);
+        } else {
+            let mut run: Option<(Arc<Queue>, usize)> = None;
+            for d in deliveries {
+                if let Some(c) = &d.consumer {
+                    c.settle(1);
+                }
+                match &mut run {
+                    Some((q, n)) if Arc::ptr_eq(q, &d.queue) => *n += 1,
+                    _ => {
+                        if let Some((q, n)) = run.replace((d.queue, 1)) {
+                            q.settle(n);
+                        }
+                    }
+                }
+            }
+            if let Some((q, n)) = run {
+                q.settle(n);
+            }
+        }
+        self.kick_starved(channel_id);
+    }
+
+    /// Asks queues to deliver again to this channel's consumers that ran out of credit.
+    fn kick_starved(&mut self, channel_id: u16) {
+        let Some(channel) = self.channels.get(&channel_id) else { return };
+        let starved: Vec<Arc<Queue>> =
+            channel.consumers.values().filter(|c| c.consumer.take_starved()).map(|c| c.queue.clone()).collect();
+        for q in starved {
+            q.dispatch();
+        }
+    }
+
+    pub(super) fn basic_qos(&mut self, channel_id: u16, m: b::Qos) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        if m.global {
+            channel.gate.prefetch.set_limit(u32::from(m.prefetch_count));
+        } else {
+            channel.consumer_prefetch = u32::from(m.prefetch_count);
+        }
+        self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::QosOk(b::QosOk {})));
+        self.kick_starved(channel_id);
+        Ok(())
+    }
+
+    pub(super) fn basic_recover(&mut self, channel_id: u16, requeue: bool, reply_ok: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let channel = self.channel(channel_id)?;
+        let deliveries: Vec<Unacked> = channel.unacked.drain(..).collect();
+        requeue_all(deliveries);
+        if reply_ok {
+            self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})));
+        }
+        self.kick_starved(channel_id);
+        Ok(())
+    }
+
+    pub(super) fn confirm_select(&mut self, channel_id: u16, nowait: bool) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        if channel.tx.is_some() {
+            return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+        }
+        channel.confirm_next.get_or_insert(1);
+        self.reply(channel_id, nowait, AMQPClass::Confirm(cf::AMQPMethod::SelectOk(cf::SelectOk {})));
+        Ok(())
+    }
+
+    pub(super) fn tx_select(&mut self, channel_id: u16) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        if channel.confirm_next.is_some() {
+            return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+        }
+        channel.tx.get_or_insert_with(Vec::new);
+        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+        Ok(())
+    }
+
+    pub(super) fn tx_commit(&mut self, channel_id: u16) -> AmqpResult<()> {
+        let ops = self.take_tx(channel_id)?;
+        for op in ops {
+            match op {
+                TxOp::Publish(p) => self.route(channel_id, *p),
+                TxOp::Settle { deliveries, requeue } => self.settle(channel_id, deliveries, requeue),
+            }
+        }
+        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+        Ok(())
+    }
+
+    pub(super) fn tx_rollback(&mut self, channel_id: u16) -> AmqpResult<()> {
+        let ops = self.take_tx(channel_id)?;
+        let channel = self.channel(channel_id)?;
+        // Acks inside the rolled-back transaction never happened: the deliveries are unacked again.
+        for op in ops {
+            if let TxOp::Settle { deliveries, .. } = op {
+                for d in deliveries {
+                    let at = channel.unacked.partition_point(|u| u.tag < d.tag);
+                    channel.unacked.insert(at, d);
+                }
+            }
+        }
+        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+        Ok(())
+    }
+
+    fn take_tx(&mut self, channel_id: u16) -> AmqpResult<Vec<TxOp>> {
+        let channel = self.channel(channel_id)?;
+        match &mut channel.tx {
+            Some(ops) => Ok(std::mem::take(ops)),
+            None => Err(AmqpError::precondition_failed("channel is not transactional")),
+        }
+    }
+
+    /// Something a queue (or the broker) sent this connection.
+    pub(super) fn on_event(&mut self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Deliver { queue, consumer, entry } => self.deliver(queue, consumer, entry),
+            ConnectionEvent::ConsumerCancelled { channel, consumer_tag } => {
+                let removed = self.channels.get_mut(&channel).and_then(|ch| ch.consumers.remove(&consumer_tag));
+                if removed.is_some() {
+                    self.send_consumer_cancel(channel, &consumer_tag);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, queue: Arc<Queue>, consumer: Arc<Consumer>, entry: crate::broker::message::QueueEntry) {
+        consumer.in_transit.give_back(1);
+        let channel_id = consumer.channel;
+        let live = self.channels.get_mut(&channel_id).filter(|ch| {
+            ch.state == ChannelState::Open
+                && ch.consumers.get(&consumer.tag).is_some_and(|c| Arc::ptr_eq(&c.consumer, &consumer))
+        });
+        let Some(channel) = live else {
+            // Cancelled or closed while this delivery waited in the mailbox: it never reached
+            // the client, so it goes back as it was.
+            consumer.settle(1);
+            queue.restore(entry, !consumer.no_ack);
+            return;
+        };
+        let tag = channel.next_tag();
+        let msg = entry.message.clone();
+        let out = &mut self.io.output;
+        encode::deliver(out, channel_id, consumer.tag.as_str(), tag, entry.redelivered, msg.exchange.as_str(), msg.routing_key.as_str());
+        encode::content(out, channel_id, &msg.raw_properties, &msg.body, self.frame_max);
+        if !consumer.no_ack {
+            channel.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: Some(consumer.clone()) });
+        }
+        if consumer.take_starved() {
+            queue.dispatch();
+        }
+    }
+}
+
+/// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
+fn generated_consumer_tag() -> ShortString {
+    let name = crate::broker::vhost::generated_queue_name();
+    name.as_str().replacen("amq.gen-", "amq.ctag-", 1).into()
+}
+

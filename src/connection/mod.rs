@@ -1,0 +1,554 @@
+//! One task per client socket: the handshake, then a loop that reads frames, runs methods,
+//! takes deliveries from the connection's mailbox and writes everything through one ordered
+//! output buffer. Channels are plain state owned by this task; errors raised anywhere below
+//! come back here and become channel.close or connection.close in one place (`fail`).
+
+mod basic;
+mod channel;
+mod exchange;
+mod handshake;
+mod queue;
+
+use crate::broker::consumer::{ConnectionEvent, ConnectionId};
+use crate::broker::queue::{ConsumerRemoval, Queue};
+use crate::broker::vhost::VHost;
+use crate::broker::Broker;
+use crate::error::{AmqpError, AmqpResult};
+use bytes::BytesMut;
+use channel::{Channel, ChannelState};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use warren_amqp::assembler::Assembled;
+use warren_amqp::frame::{self, Frame, FrameKind};
+use warren_amqp::protocol::{channel as ch, connection as conn};
+use warren_amqp::{encode, reply, AMQPClass, Command};
+
+/// Stop reading from the socket and the mailbox while this much output waits to be written:
+/// a client that does not read cannot make the server buffer without bound.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Mailbox events handled per wakeup before output is written.
+const EVENT_BATCH: usize = 256;
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Serves one client until it disconnects, fails, or the server shuts down.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let id = broker.next_connection_id();
+    let mut io = Io { reader, writer, input: BytesMut::with_capacity(64 * 1024), output: BytesMut::with_capacity(64 * 1024) };
+    let negotiated = match handshake::run(&mut io, &broker, peer).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => {
+            debug!(%peer, "handshake ended: {e}");
+            return;
+        }
+    };
+    info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
+    let (mailbox, events) = mpsc::unbounded_channel();
+    let mut connection = Connection {
+        id,
+        peer,
+        broker,
+        vhost: negotiated.vhost,
+        io,
+        frame_max: negotiated.frame_max,
+        channel_max: negotiated.channel_max,
+        heartbeat: negotiated.heartbeat,
+        channels: HashMap::new(),
+        mailbox,
+        exclusive_queues: Vec::new(),
+        routing_scratch: Vec::new(),
+        routed: Vec::new(),
+        closing: None,
+    };
+    let end = connection.run(events, shutdown).await;
+    connection.cleanup();
+    match end {
+        Ok(reason) => info!(%peer, "connection closed: {reason}"),
+        Err(e) => info!(%peer, "connection closed: {e}"),
+    }
+}
+
+/// The socket halves and their buffers.
+pub(crate) struct Io {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    input: BytesMut,
+    output: BytesMut,
+}
+
+impl Io {
+    /// Reads until one complete frame is buffered (handshake and closing use this).
+    async fn read_frame(&mut self, frame_max: u32) -> Result<Frame, ConnectionEnd> {
+        loop {
+            if let Some(f) = frame::decode(&mut self.input, frame_max).map_err(|e| ConnectionEnd::Protocol(e.into()))? {
+                return Ok(f);
+            }
+            if self.input.capacity() - self.input.len() < 4096 {
+                self.input.reserve(64 * 1024);
+            }
+            if self.reader.read_buf(&mut self.input).await? == 0 {
+                return Err(ConnectionEnd::Eof);
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while !self.output.is_empty() {
+            self.writer.write_buf(&mut self.output).await?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, channel: u16, method: &AMQPClass) {
+        encode::method(&mut self.output, channel, method);
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionEnd {
+    #[error("client closed the socket")]
+    Eof,
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(AmqpError),
+    #[error("missed heartbeats from client")]
+    HeartbeatTimeout,
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+}
+
+pub(crate) struct Connection {
+    id: ConnectionId,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    vhost: Arc<VHost>,
+    io: Io,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+    channels: HashMap<u16, Channel>,
+    /// Given to this connection's consumers so queues can deliver to it.
+    mailbox: mpsc::UnboundedSender<ConnectionEvent>,
+    /// Exclusive queues die with the connection that declared them.
+    exclusive_queues: Vec<Arc<Queue>>,
+    /// Reused per publish so routing allocates nothing in the steady state.
+    routing_scratch: Vec<crate::broker::exchange::Destination>,
+    routed: Vec<Arc<Queue>>,
+    /// Set once connection.close was sent: the reason, waiting for close-ok.
+    closing: Option<AmqpError>,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut events: mpsc::UnboundedReceiver<ConnectionEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<String, ConnectionEnd> {
+        let beat = Duration::from_secs(u64::from(self.heartbeat.max(1)));
+        let mut ticker = tokio::time::interval(beat / 2);
+        let mut last_read = Instant::now();
+        let mut wrote_since_tick = false;
+        loop {
+            if self.closing.is_some() {
+                return self.finish_close().await;
+            }
+            let room = self.io.output.len() < OUTPUT_HIGH_WATER;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    self.closing = Some(AmqpError::new(reply::CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'"));
+                    self.send_connection_close();
+                }
+                written = self.io.writer.write_buf(&mut self.io.output), if !self.io.output.is_empty() => {
+                    written?;
+                    wrote_since_tick = true;
+                }
+                read = read_more(&mut self.io.reader, &mut self.io.input), if room => {
+                    if read? == 0 {
+                        return Err(ConnectionEnd::Eof);
+                    }
+                    last_read = Instant::now();
+                    if let Some(reason) = self.on_input()? {
+                        self.io.flush().await?;
+                        return Ok(reason);
+                    }
+                }
+                event = events.recv(), if room => {
+                    // The connection holds a sender itself, so the mailbox never closes here.
+                    if let Some(event) = event {
+                        self.on_event(event);
+                        for _ in 1..EVENT_BATCH {
+                            match events.try_recv() {
+                                Ok(event) => self.on_event(event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                _ = ticker.tick(), if self.heartbeat > 0 => {
+                    if last_read.elapsed() > beat * 2 {
+                        warn!(peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
+                        return Err(ConnectionEnd::HeartbeatTimeout);
+                    }
+                    if !wrote_since_tick {
+                        encode::heartbeat(&mut self.io.output);
+                    }
+                    wrote_since_tick = false;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in the input buffer. Returns a reason when the client
+    /// closed the connection cleanly.
+    fn on_input(&mut self) -> Result<Option<String>, ConnectionEnd> {
+        loop {
+            let frame = match frame::decode(&mut self.io.input, self.frame_max) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(0, e.into());
+                    return Ok(None);
+                }
+            };
+            if let Some(reason) = self.on_frame(frame) {
+                return Ok(Some(reason));
+            }
+            if self.closing.is_some() {
+                return Ok(None);
+            }
+        }
+        self.flush_confirms();
+        Ok(None)
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Option<String> {
+        let channel_id = frame.channel;
+        if frame.kind == FrameKind::Heartbeat {
+            if channel_id != 0 {
+                self.fail(0, AmqpError::new(reply::FRAME_ERROR, "heartbeat frame on non-zero channel"));
+            }
+            return None;
+        }
+        if channel_id == 0 {
+            return self.on_channel_zero(frame);
+        }
+        let max_body = self.broker.config.max_message_size;
+        let Some(channel) = self.channels.get_mut(&channel_id) else {
+            self.on_unopened_channel(frame);
+            return None;
+        };
+        if channel.state == ChannelState::Closing {
+            self.on_closing_channel(channel_id, frame);
+            return None;
+        }
+        let assembled = channel.assembler.push(frame, max_body);
+        match assembled {
+            Ok(Assembled::Incomplete) => {}
+            Ok(Assembled::Command(command)) => {
+                let (class_id, method_id) = (command.method.get_amqp_class_id(), command.method.get_amqp_method_id());
+                if let Err(e) = self.on_command(channel_id, *command) {
+                    self.fail(channel_id, e.during(class_id, method_id));
+                }
+            }
+            Ok(Assembled::TooLarge { size }) => {
+                let max = max_body;
+                self.fail(
+                    channel_id,
+                    AmqpError::precondition_failed(format!("message size {size} is larger than configured max size {max}"))
+                        .during(60, 40),
+                );
+            }
+            Err(e) => self.fail(0, e.into()),
+        }
+        None
+    }
+
+    fn on_channel_zero(&mut self, frame: Frame) -> Option<String> {
+        if frame.kind != FrameKind::Method {
+            self.fail(0, AmqpError::new(reply::UNEXPECTED_FRAME, format!("{:?} frame on channel 0", frame.kind)));
+            return None;
+        }
+        let method = match warren_amqp::assembler::parse_method(&frame.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                self.fail(0, e.into());
+                return None;
+            }
+        };
+        match method {
+            AMQPClass::Connection(conn::AMQPMethod::Close(close)) => {
+                self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
+                Some(format!("client closed it ({} {})", close.reply_code, close.reply_text))
+            }
+            AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
+                self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(conn::UpdateSecretOk {})));
+                None
+            }
+            AMQPClass::Connection(conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_)) => None,
+            other => {
+                let (c, m) = (other.get_amqp_class_id(), other.get_amqp_method_id());
+                self.fail(0, AmqpError::command_invalid(format!("unexpected method {c}.{m} on channel 0")).during(c, m));
+                None
+            }
+        }
+    }
+
+    fn on_unopened_channel(&mut self, frame: Frame) {
+        let method = match frame.kind {
+            FrameKind::Method => warren_amqp::assembler::parse_method(&frame.payload),
+            _ => Err(warren_amqp::ProtocolError::UnexpectedFrame("content frame on a channel that is not open".into())),
+        };
+        match method {
+            Ok(AMQPClass::Channel(ch::AMQPMethod::Open(_))) => {
+                if frame.channel > self.channel_max {
+                    let e = AmqpError::not_allowed(format!("channel number {} exceeds channel_max {}", frame.channel, self.channel_max));
+                    self.fail(0, e.during(20, 10));
+                    return;
+                }
+                self.channels.insert(frame.channel, Channel::new());
+                self.io.send(frame.channel, &AMQPClass::Channel(ch::AMQPMethod::OpenOk(ch::OpenOk {})));
+            }
+            Ok(other) => {
+                let (c, m) = (other.get_amqp_class_id(), other.get_amqp_method_id());
+                self.fail(0, AmqpError::channel_error("expected 'channel.open'").during(c, m));
+            }
+            Err(e) => self.fail(0, e.into()),
+        }
+    }
+
+    /// After the server closed a channel, only channel.close and close-ok mean anything.
+    fn on_closing_channel(&mut self, channel_id: u16, frame: Frame) {
+        if frame.kind != FrameKind::Method {
+            return;
+        }
+        match warren_amqp::assembler::parse_method(&frame.payload) {
+            Ok(AMQPClass::Channel(ch::AMQPMethod::CloseOk(_))) => {
+                self.channels.remove(&channel_id);
+            }
+            Ok(AMQPClass::Channel(ch::AMQPMethod::Close(_))) => {
+                self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_command(&mut self, channel_id: u16, command: Command) -> AmqpResult<()> {
+        use warren_amqp::protocol::{basic as b, confirm as cf, exchange as x, queue as q, tx};
+        let Command { method, content } = command;
+        match method {
+            AMQPClass::Channel(ch::AMQPMethod::Open(_)) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            AMQPClass::Channel(ch::AMQPMethod::Close(_)) => {
+                self.close_channel(channel_id);
+                self.channels.remove(&channel_id);
+                self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
+                Ok(())
+            }
+            AMQPClass::Channel(ch::AMQPMethod::CloseOk(_)) => Ok(()),
+            AMQPClass::Channel(ch::AMQPMethod::Flow(flow)) => self.channel_flow(channel_id, flow.active),
+            AMQPClass::Channel(ch::AMQPMethod::FlowOk(_)) => Ok(()),
+            AMQPClass::Exchange(x::AMQPMethod::Declare(m)) => self.exchange_declare(channel_id, m),
+            AMQPClass::Exchange(x::AMQPMethod::Delete(m)) => self.exchange_delete(channel_id, m),
+            AMQPClass::Exchange(x::AMQPMethod::Bind(m)) => self.exchange_bind(channel_id, m),
+            AMQPClass::Exchange(x::AMQPMethod::Unbind(m)) => self.exchange_unbind(channel_id, m),
+            AMQPClass::Queue(q::AMQPMethod::Declare(m)) => self.queue_declare(channel_id, m),
+            AMQPClass::Queue(q::AMQPMethod::Bind(m)) => self.queue_bind(channel_id, m),
+            AMQPClass::Queue(q::AMQPMethod::Unbind(m)) => self.queue_unbind(channel_id, m),
+            AMQPClass::Queue(q::AMQPMethod::Purge(m)) => self.queue_purge(channel_id, m),
+            AMQPClass::Queue(q::AMQPMethod::Delete(m)) => self.queue_delete(channel_id, m),
+            AMQPClass::Basic(b::AMQPMethod::Publish(m)) => match content {
+                Some(content) => self.basic_publish(channel_id, m, content),
+                None => Err(AmqpError::internal("publish without content")),
+            },
+            AMQPClass::Basic(b::AMQPMethod::Consume(m)) => self.basic_consume(channel_id, m),
+            AMQPClass::Basic(b::AMQPMethod::Cancel(m)) => self.basic_cancel(channel_id, m),
+            AMQPClass::Basic(b::AMQPMethod::Get(m)) => self.basic_get(channel_id, m),
+            AMQPClass::Basic(b::AMQPMethod::Ack(m)) => self.basic_ack(channel_id, m.delivery_tag, m.multiple),
+            AMQPClass::Basic(b::AMQPMethod::Nack(m)) => self.basic_reject(channel_id, m.delivery_tag, m.multiple, m.requeue),
+            AMQPClass::Basic(b::AMQPMethod::Reject(m)) => self.basic_reject(channel_id, m.delivery_tag, false, m.requeue),
+            AMQPClass::Basic(b::AMQPMethod::Qos(m)) => self.basic_qos(channel_id, m),
+            AMQPClass::Basic(b::AMQPMethod::Recover(m)) => self.basic_recover(channel_id, m.requeue, true),
+            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(m)) => self.basic_recover(channel_id, m.requeue, false),
+            AMQPClass::Confirm(cf::AMQPMethod::Select(m)) => self.confirm_select(channel_id, m.nowait),
+            AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(channel_id),
+            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(channel_id),
+            AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(channel_id),
+            AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::Request(_)) => {
+                let ok = warren_amqp::protocol::access::RequestOk {};
+                self.io.send(channel_id, &AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::RequestOk(ok)));
+                Ok(())
+            }
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection method on a non-zero channel")),
+            other => Err(AmqpError::command_invalid(format!(
+                "method {}.{} is not valid from a client",
+                other.get_amqp_class_id(),
+                other.get_amqp_method_id()
+            ))),
+        }
+    }
+
+    fn channel(&mut self, id: u16) -> AmqpResult<&mut Channel> {
+        self.channels.get_mut(&id).ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
+    }
+
+    fn channel_flow(&mut self, channel_id: u16, active: bool) -> AmqpResult<()> {
+        let channel = self.channel(channel_id)?;
+        channel.gate.flow_active.store(active, std::sync::atomic::Ordering::Release);
+        let queues: Vec<Arc<Queue>> = channel.consumers.values().map(|c| c.queue.clone()).collect();
+        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::FlowOk(ch::FlowOk { active })));
+        if active {
+            queues.iter().for_each(|q| q.dispatch());
+        }
+        Ok(())
+    }
+
+    /// The single place errors become closes: soft errors close the channel, hard ones (and
+    /// any error on channel 0) the connection.
+    fn fail(&mut self, channel_id: u16, error: AmqpError) {
+        if channel_id == 0 || error.closes_connection() {
+            warn!(peer = %self.peer, "closing connection: {error}");
+            self.closing = Some(error);
+            self.send_connection_close();
+            return;
+        }
+        debug!(peer = %self.peer, channel = channel_id, "closing channel: {error}");
+        self.flush_confirms();
+        self.close_channel(channel_id);
+        if let Some(channel) = self.channels.get_mut(&channel_id) {
+            channel.state = ChannelState::Closing;
+            channel.assembler.reset();
+        }
+        let close = ch::Close {
+            reply_code: error.code,
+            reply_text: error.text.as_str().into(),
+            class_id: error.class_id,
+            method_id: error.method_id,
+        };
+        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::Close(close)));
+    }
+
+    fn send_connection_close(&mut self) {
+        if let Some(error) = &self.closing {
+            let close = conn::Close {
+                reply_code: error.code,
+                reply_text: error.text.as_str().into(),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            };
+            self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Close(close)));
+        }
+    }
+
+    /// After connection.close: write it, then wait (bounded) for close-ok, ignoring the rest.
+    async fn finish_close(&mut self) -> Result<String, ConnectionEnd> {
+        let reason = self.closing.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        self.io.flush().await?;
+        let wait = async {
+            loop {
+                let frame = self.io.read_frame(0).await?;
+                if frame.channel == 0 && frame.kind == FrameKind::Method {
+                    if let Ok(AMQPClass::Connection(conn::AMQPMethod::CloseOk(_) | conn::AMQPMethod::Close(_))) =
+                        warren_amqp::assembler::parse_method(&frame.payload)
+                    {
+                        return Ok::<(), ConnectionEnd>(());
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+        Ok(reason)
+    }
+
+    /// Releases a channel's consumers and requeues its unacked deliveries.
+    fn close_channel(&mut self, channel_id: u16) {
+        let Some(channel) = self.channels.get_mut(&channel_id) else { return };
+        let consumers: Vec<_> = channel.consumers.drain().map(|(_, c)| c).collect();
+        let unacked: Vec<_> = channel.unacked.drain(..).collect();
+        channel.tx = None;
+        for c in consumers {
+            self.release_consumer(channel_id, c.consumer.tag.as_str(), &c.queue);
+        }
+        requeue_all(unacked);
+    }
+
+    fn release_consumer(&mut self, channel_id: u16, tag: &str, queue: &Arc<Queue>) {
+        if queue.remove_consumer(self.id, channel_id, tag) == ConsumerRemoval::RemovedLastOfAutoDelete {
+            self.delete_queue_now(queue);
+        }
+    }
+
+    /// Deletes a queue and tells every consumer it had, on any connection, via basic.cancel.
+    fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
+        let (count, consumers) = self.vhost.remove_queue(queue);
+        for c in consumers {
+            if c.connection == self.id {
+                if let Some(channel) = self.channels.get_mut(&c.channel) {
+                    channel.consumers.remove(&c.tag);
+                }
+                self.send_consumer_cancel(c.channel, &c.tag);
+            } else {
+                let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled { channel: c.channel, consumer_tag: c.tag.clone() });
+            }
+        }
+        count
+    }
+
+    fn send_consumer_cancel(&mut self, channel: u16, tag: &warren_amqp::ShortString) {
+        use warren_amqp::protocol::basic as b;
+        let cancel = b::Cancel { consumer_tag: tag.clone(), nowait: true };
+        self.io.send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
+    }
+
+    /// Everything the connection held goes back: deliveries requeued, consumers removed,
+    /// exclusive queues deleted.
+    fn cleanup(&mut self) {
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.close_channel(id);
+        }
+        self.channels.clear();
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            if !q.is_deleted() {
+                self.delete_queue_now(&q);
+            }
+        }
+    }
+}
+
+/// Reads whatever the socket has, growing the buffer in 64 KiB steps.
+async fn read_more(reader: &mut OwnedReadHalf, input: &mut BytesMut) -> std::io::Result<usize> {
+    if input.capacity() - input.len() < 4096 {
+        input.reserve(64 * 1024);
+    }
+    reader.read_buf(input).await
+}
+
+/// Requeues deliveries, one call per run of deliveries from the same queue.
+fn requeue_all(unacked: Vec<channel::Unacked>) {
+    let mut by_queue: Vec<(Arc<Queue>, Vec<crate::broker::message::QueueEntry>)> = Vec::new();
+    for u in unacked {
+        if let Some(c) = &u.consumer {
+            c.settle(1);
+        }
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, entries)) => entries.push(u.entry),
+            None => by_queue.push((u.queue, vec![u.entry])),
+        }
+    }
+    for (queue, entries) in by_queue {
+        queue.requeue(entries);
+    }
+}

@@ -1,0 +1,72 @@
+//! queue.declare, bind, unbind, purge and delete.
+
+use super::Connection;
+use crate::broker::vhost::{generated_queue_name, QueueSpec};
+use crate::error::AmqpResult;
+use warren_amqp::protocol::queue as q;
+use warren_amqp::AMQPClass;
+
+impl Connection {
+    pub(super) fn queue_declare(&mut self, channel: u16, m: q::Declare) -> AmqpResult<()> {
+        let name = if m.queue.as_str().is_empty() && !m.passive {
+            generated_queue_name()
+        } else {
+            self.channel(channel)?.queue_name(&m.queue)?
+        };
+        let queue = self.vhost.declare_queue(
+            QueueSpec {
+                name: name.to_string(),
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+            },
+            self.id,
+        )?;
+        if queue.exclusive_owner == Some(self.id) && !self.exclusive_queues.iter().any(|q| std::sync::Arc::ptr_eq(q, &queue)) {
+            self.exclusive_queues.push(queue.clone());
+        }
+        self.channel(channel)?.last_queue = Some(name.clone());
+        let ok = q::DeclareOk { queue: name, message_count: queue.message_count(), consumer_count: queue.consumer_count() };
+        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::DeclareOk(ok)));
+        Ok(())
+    }
+
+    pub(super) fn queue_bind(&mut self, channel: u16, m: q::Bind) -> AmqpResult<()> {
+        let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.vhost.bind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), m.arguments, self.id)?;
+        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
+        Ok(())
+    }
+
+    pub(super) fn queue_unbind(&mut self, channel: u16, m: q::Unbind) -> AmqpResult<()> {
+        let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.vhost.unbind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), &m.arguments, self.id)?;
+        self.reply(channel, false, AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
+        Ok(())
+    }
+
+    pub(super) fn queue_purge(&mut self, channel: u16, m: q::Purge) -> AmqpResult<()> {
+        let name = self.channel(channel)?.queue_name(&m.queue)?;
+        let queue = self.vhost.queue_for(name.as_str(), self.id)?;
+        let message_count = queue.purge();
+        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })));
+        Ok(())
+    }
+
+    pub(super) fn queue_delete(&mut self, channel: u16, m: q::Delete) -> AmqpResult<()> {
+        let name = self.channel(channel)?.queue_name(&m.queue)?;
+        let message_count = match self.vhost.queue(name.as_str()) {
+            Ok(queue) => {
+                queue.check_access(self.id)?;
+                // Checks first, through the vhost, then the deletion that notifies consumers.
+                self.vhost.delete_queue_checks(&queue, m.if_unused, m.if_empty)?;
+                self.delete_queue_now(&queue)
+            }
+            Err(_) => 0,
+        };
+        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })));
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! The accept loop and graceful shutdown. `run` takes bound listeners, a configuration and a
+//! shutdown future, so the binary, tests and embedders all start Warren the same way.
+
+use crate::broker::Broker;
+use crate::config::Config;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+/// How long connections get to close after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The sockets Warren serves, bound by the caller (port 0 works for tests).
+pub struct Listeners {
+    pub amqp: TcpListener,
+}
+
+/// Serves until `shutdown` resolves, then closes every connection with 320 CONNECTION_FORCED.
+pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let broker = Arc::new(Broker::new(config));
+    let amqp_addr = listeners.amqp.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    info!("Warren {} ready to accept AMQP connections on {amqp_addr}", env!("CARGO_PKG_VERSION"));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listeners.amqp.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(crate::connection::serve(stream, peer, broker.clone(), stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    info!("shutting down: closing {} connections", connections.len());
+    drop(listeners);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        connections.abort_all();
+    }
+    info!("Warren stopped");
+    Ok(())
+}
+
+/// A broker running on its own task: what tests and embedders use.
+pub struct Server {
+    pub amqp_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds the configured address and ports (0 picks free ones) and starts serving.
+    pub async fn start(config: Config) -> std::io::Result<Self> {
+        let amqp = TcpListener::bind((config.bind, config.amqp_port)).await?;
+        let amqp_addr = amqp.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(Listeners { amqp }, config, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { amqp_addr, stop: Some(stop), task })
+    }
+
+    /// An amqp:// URI for this server with the default guest account.
+    pub fn amqp_uri(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.amqp_addr)
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}

@@ -1,0 +1,74 @@
+//! Shared test harness: a real Warren on 127.0.0.1 with an ephemeral port and a temporary data
+//! directory, and lapin clients connected to it.
+#![allow(dead_code)]
+
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::time::Duration;
+use warren::{Config, Server};
+
+pub struct TestBroker {
+    pub server: Server,
+    _data: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after `adjust` has changed the test configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter("warren=debug").with_test_writer().try_init();
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            bind: [127, 0, 0, 1].into(),
+            amqp_port: 0,
+            http_port: 0,
+            data_dir: data.path().to_owned(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = Server::start(config).await.expect("broker starts");
+        Self { server, _data: data }
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.amqp_uri()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.amqp_addr
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.uri(), ConnectionProperties::default()).await.expect("connects")
+    }
+
+    /// A new connection with one open channel.
+    pub async fn channel(&self) -> (Connection, Channel) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("channel opens");
+        (conn, ch)
+    }
+}
+
+/// The AMQP reply code of a lapin error, if the broker sent one.
+pub fn reply_code(err: &lapin::Error) -> Option<u16> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}
+
+/// The reply text of a lapin error, if the broker sent one.
+pub fn reply_text(err: &lapin::Error) -> Option<String> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
+        _ => None,
+    }
+}
+
+/// Bounds an await so a broken broker fails the test instead of hanging it.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
