@@ -121,17 +121,15 @@ impl CommandAssembler {
                     Ok(complete(method, None))
                 }
             }
-            (State::Idle, kind) => Err(ProtocolError::UnexpectedFrame(format!(
-                "expected method frame, got {} frame instead",
-                kind_name(kind)
-            ))),
+            (State::Idle, _) => {
+                Err(ProtocolError::UnexpectedFrame("expected method frame, got non method frame instead".into()))
+            }
             (State::WantHeader(method), FrameKind::Header) => {
                 self.on_header(method, frame.payload, max_body)
             }
-            (State::WantHeader(method), kind) => Err(ProtocolError::UnexpectedFrame(format!(
-                "expected content header for class {}, got non content header frame ({}) instead",
+            (State::WantHeader(method), _) => Err(ProtocolError::UnexpectedFrame(format!(
+                "expected content header for class {}, got non content header frame instead",
                 method.get_amqp_class_id(),
-                kind_name(kind)
             ))),
             (State::WantBody(mut partial), FrameKind::Body) => {
                 let len = frame.payload.len() as u64;
@@ -153,18 +151,15 @@ impl CommandAssembler {
                 self.state = State::WantBody(partial);
                 Ok(Assembled::Incomplete)
             }
-            (State::WantBody(partial), kind) => Err(ProtocolError::UnexpectedFrame(format!(
-                "expected content body for class {}, {} bytes remaining, got {} frame instead",
-                partial.method.get_amqp_class_id(),
-                partial.remaining,
-                kind_name(kind)
-            ))),
+            (State::WantBody(_), _) => Err(ProtocolError::UnexpectedFrame(
+                "expected content body, got non content body frame instead".into(),
+            )),
         }
     }
 
     fn on_header(&mut self, method: AMQPClass, mut payload: Bytes, max_body: u64) -> Result<Assembled, ProtocolError> {
         if payload.len() < 14 {
-            return Err(ProtocolError::Syntax("content header frame".into()));
+            return Err(ProtocolError::Malformed("content header frame".into()));
         }
         let class_id = payload.get_u16();
         let _weight = payload.get_u16();
@@ -177,7 +172,7 @@ impl CommandAssembler {
         }
         let properties = match basic::parse_properties(&payload[..]) {
             Ok((_, properties)) => properties,
-            Err(_) => return Err(ProtocolError::Syntax("content header properties".into())),
+            Err(_) => return Err(ProtocolError::Malformed("content header properties".into())),
         };
         if body_size > max_body {
             return Ok(Assembled::TooLarge { size: body_size });
@@ -204,7 +199,7 @@ fn complete(method: AMQPClass, content: Option<Content>) -> Assembled {
 /// Parses a method frame's payload, telling unknown methods apart from malformed arguments.
 pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
     if payload.len() < 4 {
-        return Err(ProtocolError::Syntax("method frame shorter than its class and method ids".into()));
+        return Err(ProtocolError::Malformed("method frame shorter than its class and method ids".into()));
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let method_id = u16::from_be_bytes([payload[2], payload[3]]);
@@ -213,7 +208,7 @@ pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
     }
     match parse_class(payload) {
         Ok((_, method)) => Ok(method),
-        Err(_) => Err(ProtocolError::Syntax(format!("arguments of method {class_id}.{method_id}"))),
+        Err(_) => Err(ProtocolError::Malformed(format!("arguments of method {class_id}.{method_id}"))),
     }
 }
 
@@ -242,15 +237,6 @@ fn carries_content(method: &AMQPClass) -> bool {
                 | basic::AMQPMethod::Return(_)
         )
     )
-}
-
-fn kind_name(kind: FrameKind) -> &'static str {
-    match kind {
-        FrameKind::Method => "method",
-        FrameKind::Header => "content header",
-        FrameKind::Body => "content body",
-        FrameKind::Heartbeat => "heartbeat",
-    }
 }
 
 #[cfg(test)]
@@ -361,7 +347,7 @@ mod tests {
         assert!(matches!(parse_method(&[0, 60, 3, 231]), Err(ProtocolError::UnknownMethod { .. })));
         // queue.declare whose queue name claims 200 bytes that are not there
         let err = parse_method(&[0, 50, 0, 10, 0, 0, 200, b'q']).unwrap_err();
-        assert_eq!(err.reply_code(), crate::reply::SYNTAX_ERROR);
+        assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
         assert!(parse_method(&[0, 1]).is_err());
     }
 }

@@ -46,8 +46,9 @@ pub struct Frame {
 
 /// Takes one complete frame off the front of `buf`, or returns `None` when more bytes are
 /// needed. `frame_max` bounds the whole frame (header, payload and end octet), as negotiated in
-/// connection.tune; a larger size is rejected before its payload is buffered, so a peer cannot
-/// make the server allocate more than `frame_max` per connection.
+/// connection.tune. Like RabbitMQ, a payload of up to `frame_max` bytes is accepted (the limit
+/// is nominally the whole frame); a larger size is rejected before its payload is buffered, so
+/// a peer cannot make the server allocate more than `frame_max` per connection.
 pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, ProtocolError> {
     if buf.len() < FRAME_HEADER_SIZE {
         return Ok(None);
@@ -56,8 +57,8 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Proto
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
     let kind = FrameKind::from_octet(kind_octet).ok_or(ProtocolError::UnknownFrameType(kind_octet))?;
-    if frame_max != 0 && u64::from(size) + FRAME_OVERHEAD as u64 > u64::from(frame_max) {
-        return Err(ProtocolError::FrameTooLarge { size, max: frame_max });
+    if frame_max != 0 && size > frame_max {
+        return Err(ProtocolError::FrameTooLarge { kind: kind_octet, size, max: frame_max });
     }
     let total = FRAME_HEADER_SIZE + size as usize + 1;
     if buf.len() < total {
@@ -66,7 +67,7 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Proto
     }
     let end = buf[total - 1];
     if end != FRAME_END {
-        return Err(ProtocolError::BadFrameEnd(end));
+        return Err(ProtocolError::BadFrameEnd { kind: kind_octet, end });
     }
     buf.advance(FRAME_HEADER_SIZE);
     let payload = buf.split_to(size as usize).freeze();
@@ -112,22 +113,23 @@ mod tests {
     fn rejects_oversized_frames_before_buffering_them() {
         let mut buf = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 1, 0, 0][..]);
         let err = decode(&mut buf, 4096).unwrap_err();
-        assert_eq!(err, ProtocolError::FrameTooLarge { size: 65536, max: 4096 });
+        assert_eq!(err, ProtocolError::FrameTooLarge { kind: FRAME_BODY, size: 65536, max: 4096 });
         assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
+        assert_eq!(err.to_string(), "type 3: {frame_too_large,65536,4088}");
     }
 
     #[test]
-    fn frame_max_counts_the_eight_bytes_of_overhead() {
-        let mut exact = raw(FRAME_BODY, 1, &[0; 4088], FRAME_END);
+    fn payloads_up_to_frame_max_are_accepted_as_rabbitmq_does() {
+        let mut exact = raw(FRAME_BODY, 1, &[0; 4096], FRAME_END);
         assert!(decode(&mut exact, 4096).unwrap().is_some());
-        let mut over = raw(FRAME_BODY, 1, &[0; 4089], FRAME_END);
+        let mut over = raw(FRAME_BODY, 1, &[0; 4097], FRAME_END);
         assert!(decode(&mut over, 4096).is_err());
     }
 
     #[test]
     fn rejects_bad_end_octet_and_unknown_type() {
         let mut bad_end = raw(FRAME_METHOD, 1, b"x", 0);
-        assert_eq!(decode(&mut bad_end, 0), Err(ProtocolError::BadFrameEnd(0)));
+        assert_eq!(decode(&mut bad_end, 0), Err(ProtocolError::BadFrameEnd { kind: FRAME_METHOD, end: 0 }));
         let mut bad_type = raw(9, 1, b"x", FRAME_END);
         assert_eq!(decode(&mut bad_type, 0), Err(ProtocolError::UnknownFrameType(9)));
     }

@@ -65,16 +65,15 @@ impl Credit {
     }
 }
 
-/// State of a channel that its consumers share: channel.flow and the global (per-channel) qos.
+/// State of a channel that its consumers share: the global (per-channel) qos.
 #[derive(Debug, Default)]
 pub struct ChannelGate {
-    pub flow_active: AtomicBool,
     pub prefetch: Credit,
 }
 
 impl ChannelGate {
     pub fn new() -> Self {
-        Self { flow_active: AtomicBool::new(true), prefetch: Credit::new(0) }
+        Self::default()
     }
 }
 
@@ -98,10 +97,6 @@ pub struct Consumer {
 impl Consumer {
     /// Takes the credit for one delivery, or marks the consumer starved.
     pub fn try_reserve(&self) -> bool {
-        if !self.gate.flow_active.load(Ordering::Acquire) {
-            self.starved.store(true, Ordering::Release);
-            return false;
-        }
         if !self.in_transit.try_take() {
             self.starved.store(true, Ordering::Release);
             return false;
@@ -179,15 +174,5 @@ mod tests {
         assert_eq!(b.prefetch.used(), 0, "a refused reservation gives its own credit back");
         let n = consumer(true, 0, gate);
         assert!(n.try_reserve());
-    }
-
-    #[test]
-    fn flow_off_stops_deliveries() {
-        let gate = Arc::new(ChannelGate::new());
-        let c = consumer(true, 0, gate.clone());
-        gate.flow_active.store(false, Ordering::Release);
-        assert!(!c.try_reserve());
-        gate.flow_active.store(true, Ordering::Release);
-        assert!(c.try_reserve());
     }
 }

@@ -104,14 +104,14 @@ impl VHost {
     }
 
     pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+        if spec.name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
         if spec.passive {
             return self.exchange(&spec.name);
         }
         let kind = ExchangeKind::parse(&spec.kind)
-            .ok_or_else(|| AmqpError::command_invalid(format!("unknown exchange type '{}'", spec.kind)))?;
-        if spec.name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
-        }
+            .ok_or_else(|| AmqpError::command_invalid(format!("invalid exchange type '{}'", spec.kind)))?;
         let exchange = match self.exchanges.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
@@ -276,24 +276,22 @@ impl VHost {
         arguments: FieldTable,
         connection: ConnectionId,
     ) -> AmqpResult<()> {
-        let q = self.queue_for(queue, connection)?;
         let x = self.source_for_binding(exchange)?;
+        let q = self.queue_for(queue, connection)?;
         x.bind(Binding { destination: Destination::Queue(q), routing_key: routing_key.into(), arguments });
         Ok(())
     }
 
-    pub fn unbind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &FieldTable,
-        connection: ConnectionId,
-    ) -> AmqpResult<()> {
-        let q = self.queue_for(queue, connection)?;
-        let x = self.source_for_binding(exchange)?;
-        if x.unbind(&Destination::Queue(q), routing_key, arguments) && x.auto_delete && !x.has_bindings() {
-            self.remove_auto_deleted(&x);
+    /// Removes a binding. Like RabbitMQ, unbinding what does not exist (binding, queue or
+    /// exchange) succeeds, and exclusive queues may be unbound from any connection.
+    pub fn unbind_queue(&self, queue: &str, exchange: &str, routing_key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+        let x = self.source_for_binding(exchange);
+        if let (Ok(x), Ok(q)) = (x, self.queue(queue)) {
+            if x.unbind(&Destination::Queue(q), routing_key, arguments) && x.auto_delete && !x.has_bindings() {
+                self.remove_auto_deleted(&x);
+            }
+        } else if exchange.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
         }
         Ok(())
     }
@@ -306,10 +304,13 @@ impl VHost {
     }
 
     pub fn unbind_exchange(&self, destination: &str, source: &str, routing_key: &str, arguments: &FieldTable) -> AmqpResult<()> {
-        let d = self.source_for_binding(destination)?;
-        let s = self.source_for_binding(source)?;
-        if s.unbind(&Destination::Exchange(d), routing_key, arguments) && s.auto_delete && !s.has_bindings() {
-            self.remove_auto_deleted(&s);
+        if destination.is_empty() || source.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        if let (Ok(d), Ok(s)) = (self.exchange(destination), self.exchange(source)) {
+            if s.unbind(&Destination::Exchange(d), routing_key, arguments) && s.auto_delete && !s.has_bindings() {
+                self.remove_auto_deleted(&s);
+            }
         }
         Ok(())
     }
@@ -345,34 +346,76 @@ impl VHost {
     }
 }
 
-/// Compares the listed arguments of a redeclaration with the original, RabbitMQ-style.
+/// Compares the listed arguments of a redeclaration with the original, with RabbitMQ's texts.
+/// Integers of different widths are equivalent when their values are.
 fn check_args_equivalent(what: &str, received: &FieldTable, current: &FieldTable, keys: &[&str]) -> AmqpResult<()> {
     for key in keys {
         let (r, c) = (received.inner().get(*key), current.inner().get(*key));
-        if r != c {
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for {what}: received {} but current is {}",
-                describe(r),
-                describe(c)
-            )));
+        let same = match (r, c) {
+            (Some(r), Some(c)) => arg_value(r) == arg_value(c) && (integer(r).is_some() == integer(c).is_some()),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            continue;
         }
+        let detail = match (r, c) {
+            (Some(r), Some(c)) => format!("received '{}' but current is '{}'", arg_value(r), arg_value(c)),
+            (Some(r), None) => format!("received {} but current is none", described(r)),
+            (None, Some(c)) => format!("received none but current is {}", described(c)),
+            (None, None) => unreachable!("equal arguments were skipped"),
+        };
+        return Err(AmqpError::precondition_failed(format!("inequivalent arg '{key}' for {what}: {detail}")));
     }
     Ok(())
 }
 
-fn describe(value: Option<&AMQPValue>) -> String {
-    let Some(v) = value else { return "none".into() };
-    let (text, kind) = match v {
-        AMQPValue::LongString(s) => (String::from_utf8_lossy(s.as_bytes()).into_owned(), "longstr"),
-        AMQPValue::ShortString(s) => (s.to_string(), "shortstr"),
-        AMQPValue::LongInt(n) => (n.to_string(), "signedint"),
-        AMQPValue::LongLongInt(n) => (n.to_string(), "long"),
-        AMQPValue::ShortInt(n) => (n.to_string(), "short"),
-        AMQPValue::ShortShortInt(n) => (n.to_string(), "byte"),
-        AMQPValue::Boolean(b) => (b.to_string(), "bool"),
-        other => (format!("{other:?}"), "other"),
+fn integer(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        _ => return None,
+    })
+}
+
+/// An argument's value as RabbitMQ prints it.
+fn arg_value(v: &AMQPValue) -> String {
+    if let Some(n) = integer(v) {
+        return n.to_string();
+    }
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// "the value 'V' of type 'T'", with RabbitMQ's type names.
+fn described(v: &AMQPValue) -> String {
+    let kind = match v {
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::FieldArray(_) => "array",
+        _ => "other",
     };
-    format!("the value '{text}' of type '{kind}'")
+    format!("the value '{}' of type '{kind}'", arg_value(v))
 }
 
 /// A server-generated queue name, `amq.gen-` and 22 url-safe characters like RabbitMQ's.

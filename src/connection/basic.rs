@@ -28,9 +28,7 @@ impl Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        // RabbitMQ accepts "amq.default" as a name for the default exchange.
-        let name = if m.exchange.as_str() == "amq.default" { "" } else { m.exchange.as_str() };
-        let exchange = self.vhost.exchange(name)?;
+        let exchange = self.vhost.exchange(m.exchange.as_str())?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",

@@ -97,19 +97,20 @@ impl Channel {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    /// Takes the unacked deliveries an ack, nack or reject names, RabbitMQ-style: `multiple`
-    /// takes every tag up to and including `tag` (0 means all); otherwise exactly `tag`.
+    /// Takes the unacked deliveries an ack, nack or reject names, as RabbitMQ does: the tag
+    /// must be outstanding, and `multiple` also takes every earlier one; tag 0 with `multiple`
+    /// takes everything (possibly nothing).
     pub fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
-        let unknown = || AmqpError::precondition_failed(format!("unknown delivery tag {tag}"));
-        if multiple {
-            let upto = if tag == 0 { u64::MAX } else { tag };
-            let n = self.unacked.partition_point(|u| u.tag <= upto);
-            if n == 0 {
-                return Err(unknown());
-            }
-            return Ok(self.unacked.drain(..n).collect());
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
         }
-        let at = self.unacked.binary_search_by_key(&tag, |u| u.tag).map_err(|_| unknown())?;
+        let at = self
+            .unacked
+            .binary_search_by_key(&tag, |u| u.tag)
+            .map_err(|_| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
+        if multiple {
+            return Ok(self.unacked.drain(..=at).collect());
+        }
         Ok(self.unacked.remove(at).into_iter().collect())
     }
 }
@@ -146,10 +147,12 @@ mod tests {
 
     #[test]
     fn multiple_ack_takes_everything_up_to_the_tag() {
-        let mut ch = channel_with_tags(&[1, 2, 4, 5]);
-        assert_eq!(tags(&ch.take_unacked(3, true).unwrap()), [1, 2]);
-        assert!(ch.take_unacked(3, true).is_err(), "nothing left at or below 3");
-        assert_eq!(tags(&ch.take_unacked(0, true).unwrap()), [4, 5]);
+        let mut ch = channel_with_tags(&[1, 2, 4, 5, 6]);
+        assert!(ch.take_unacked(3, true).is_err(), "the named tag must be outstanding");
+        assert_eq!(ch.unacked.len(), 5, "a refused ack takes nothing");
+        assert_eq!(tags(&ch.take_unacked(4, true).unwrap()), [1, 2, 4]);
+        assert_eq!(tags(&ch.take_unacked(0, true).unwrap()), [5, 6]);
+        assert!(ch.take_unacked(0, true).unwrap().is_empty(), "tag 0 with multiple is fine on nothing");
         assert!(ch.take_unacked(0, false).is_err());
     }
 }

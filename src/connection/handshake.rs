@@ -21,6 +21,7 @@ pub(crate) struct Negotiated {
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
+    pub cancel_notify: bool,
 }
 
 /// Runs the handshake within the configured timeout. `Ok(None)`: the client was refused and
@@ -91,7 +92,8 @@ async fn negotiate(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Neg
     })?;
     io.send(0, &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})));
     io.flush().await?;
-    Ok(Negotiated { user, vhost, frame_max, channel_max, heartbeat: tune_ok.heartbeat })
+    let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
+    Ok(Negotiated { user, vhost, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify })
 }
 
 fn start() -> conn::Start {
@@ -119,6 +121,14 @@ fn start() -> conn::Start {
         server_properties: props,
         mechanisms: "PLAIN AMQPLAIN".into(),
         locales: "en_US".into(),
+    }
+}
+
+/// Whether the client's properties announce a capability.
+fn capability(client_properties: &FieldTable, name: &str) -> bool {
+    match client_properties.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true))),
+        _ => false,
     }
 }
 

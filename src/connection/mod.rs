@@ -70,6 +70,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         routing_scratch: Vec::new(),
         routed: Vec::new(),
         closing: None,
+        cancel_notify: negotiated.cancel_notify,
     };
     let end = connection.run(events, shutdown).await;
     connection.cleanup();
@@ -149,6 +150,8 @@ pub(crate) struct Connection {
     routed: Vec<Arc<Queue>>,
     /// Set once connection.close was sent: the reason, waiting for close-ok.
     closing: Option<AmqpError>,
+    /// The client announced consumer_cancel_notify: it is told when its consumers are cancelled.
+    cancel_notify: bool,
 }
 
 impl Connection {
@@ -239,7 +242,8 @@ impl Connection {
         let channel_id = frame.channel;
         if frame.kind == FrameKind::Heartbeat {
             if channel_id != 0 {
-                self.fail(0, AmqpError::new(reply::FRAME_ERROR, "heartbeat frame on non-zero channel"));
+                let e = AmqpError::new(reply::UNEXPECTED_FRAME, format!("type 8 (heartbeat) on channel {channel_id}"));
+                self.fail(0, e);
             }
             return None;
         }
@@ -247,6 +251,11 @@ impl Connection {
             return self.on_channel_zero(frame);
         }
         let max_body = self.broker.config.max_message_size;
+        if let Some(size) = qos_prefetch_size(&frame) {
+            // amq-protocol drops this field, so it is read here: RabbitMQ refuses byte limits.
+            self.fail(0, AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).during(60, 10));
+            return None;
+        }
         let Some(channel) = self.channels.get_mut(&channel_id) else {
             self.on_unopened_channel(frame);
             return None;
@@ -301,7 +310,8 @@ impl Connection {
             AMQPClass::Connection(conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_)) => None,
             other => {
                 let (c, m) = (other.get_amqp_class_id(), other.get_amqp_method_id());
-                self.fail(0, AmqpError::command_invalid(format!("unexpected method {c}.{m} on channel 0")).during(c, m));
+                let e = AmqpError::channel_error("unexpected method in connection state running");
+                self.fail(0, e.during(c, m));
                 None
             }
         }
@@ -310,13 +320,20 @@ impl Connection {
     fn on_unopened_channel(&mut self, frame: Frame) {
         let method = match frame.kind {
             FrameKind::Method => warren_amqp::assembler::parse_method(&frame.payload),
-            _ => Err(warren_amqp::ProtocolError::UnexpectedFrame("content frame on a channel that is not open".into())),
+            _ => Err(warren_amqp::ProtocolError::UnexpectedFrame(
+                "expected method frame, got non method frame instead".into(),
+            )),
         };
         match method {
             Ok(AMQPClass::Channel(ch::AMQPMethod::Open(_))) => {
-                if frame.channel > self.channel_max {
-                    let e = AmqpError::not_allowed(format!("channel number {} exceeds channel_max {}", frame.channel, self.channel_max));
-                    self.fail(0, e.during(20, 10));
+                // Like RabbitMQ, channel_max limits how many channels are open, not their ids.
+                if self.channels.len() >= usize::from(self.channel_max) {
+                    let e = AmqpError::not_allowed(format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.len(),
+                        self.channel_max
+                    ));
+                    self.fail(0, e);
                     return;
                 }
                 self.channels.insert(frame.channel, Channel::new());
@@ -342,6 +359,9 @@ impl Connection {
             Ok(AMQPClass::Channel(ch::AMQPMethod::Close(_))) => {
                 self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
             }
+            Ok(AMQPClass::Channel(ch::AMQPMethod::Open(_))) => {
+                self.fail(0, AmqpError::channel_error("second 'channel.open' seen").during(20, 10));
+            }
             _ => {}
         }
     }
@@ -352,14 +372,14 @@ impl Connection {
         match method {
             AMQPClass::Channel(ch::AMQPMethod::Open(_)) => Err(AmqpError::channel_error("second 'channel.open' seen")),
             AMQPClass::Channel(ch::AMQPMethod::Close(_)) => {
+                // Confirms for publishes before the close go out before close-ok.
+                self.flush_confirms();
                 self.close_channel(channel_id);
                 self.channels.remove(&channel_id);
                 self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
                 Ok(())
             }
-            AMQPClass::Channel(ch::AMQPMethod::CloseOk(_)) => Ok(()),
             AMQPClass::Channel(ch::AMQPMethod::Flow(flow)) => self.channel_flow(channel_id, flow.active),
-            AMQPClass::Channel(ch::AMQPMethod::FlowOk(_)) => Ok(()),
             AMQPClass::Exchange(x::AMQPMethod::Declare(m)) => self.exchange_declare(channel_id, m),
             AMQPClass::Exchange(x::AMQPMethod::Delete(m)) => self.exchange_delete(channel_id, m),
             AMQPClass::Exchange(x::AMQPMethod::Bind(m)) => self.exchange_bind(channel_id, m),
@@ -391,12 +411,8 @@ impl Connection {
                 self.io.send(channel_id, &AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::RequestOk(ok)));
                 Ok(())
             }
-            AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection method on a non-zero channel")),
-            other => Err(AmqpError::command_invalid(format!(
-                "method {}.{} is not valid from a client",
-                other.get_amqp_class_id(),
-                other.get_amqp_method_id()
-            ))),
+            // Server-only methods, connection methods off channel 0, an unsolicited close-ok.
+            _ => Err(AmqpError::command_invalid("unimplemented method")),
         }
     }
 
@@ -404,14 +420,12 @@ impl Connection {
         self.channels.get_mut(&id).ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
     }
 
+    /// Like RabbitMQ, clients may not pause deliveries with channel.flow (prefetch does that).
     fn channel_flow(&mut self, channel_id: u16, active: bool) -> AmqpResult<()> {
-        let channel = self.channel(channel_id)?;
-        channel.gate.flow_active.store(active, std::sync::atomic::Ordering::Release);
-        let queues: Vec<Arc<Queue>> = channel.consumers.values().map(|c| c.queue.clone()).collect();
-        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::FlowOk(ch::FlowOk { active })));
-        if active {
-            queues.iter().for_each(|q| q.dispatch());
+        if !active {
+            return Err(AmqpError::not_implemented("active=false"));
         }
+        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::FlowOk(ch::FlowOk { active })));
         Ok(())
     }
 
@@ -491,25 +505,24 @@ impl Connection {
     }
 
     /// Deletes a queue and tells every consumer it had, on any connection, via basic.cancel.
+    /// The cancels travel through mailboxes, so on this connection they follow the reply to
+    /// the method that deleted the queue, as in RabbitMQ.
     fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
         let (count, consumers) = self.vhost.remove_queue(queue);
         for c in consumers {
-            if c.connection == self.id {
-                if let Some(channel) = self.channels.get_mut(&c.channel) {
-                    channel.consumers.remove(&c.tag);
-                }
-                self.send_consumer_cancel(c.channel, &c.tag);
-            } else {
-                let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled { channel: c.channel, consumer_tag: c.tag.clone() });
-            }
+            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled { channel: c.channel, consumer_tag: c.tag.clone() });
         }
         count
     }
 
+    /// Tells the client its consumer is gone, if it said it understands that
+    /// (consumer_cancel_notify); otherwise the consumer silently stops, as in RabbitMQ.
     fn send_consumer_cancel(&mut self, channel: u16, tag: &warren_amqp::ShortString) {
         use warren_amqp::protocol::basic as b;
-        let cancel = b::Cancel { consumer_tag: tag.clone(), nowait: true };
-        self.io.send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
+        if self.cancel_notify {
+            let cancel = b::Cancel { consumer_tag: tag.clone(), nowait: true };
+            self.io.send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
+        }
     }
 
     /// Everything the connection held goes back: deliveries requeued, consumers removed,
@@ -526,6 +539,15 @@ impl Connection {
             }
         }
     }
+}
+
+/// A basic.qos frame's prefetch_size, when it is not zero.
+fn qos_prefetch_size(frame: &Frame) -> Option<u32> {
+    let p = &frame.payload;
+    if frame.kind != FrameKind::Method || p.len() < 8 || p[..4] != [0, 60, 0, 10] {
+        return None;
+    }
+    Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]])).filter(|size| *size != 0)
 }
 
 /// Reads whatever the socket has, growing the buffer in 64 KiB steps.

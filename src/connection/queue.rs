@@ -8,10 +8,11 @@ use warren_amqp::AMQPClass;
 
 impl Connection {
     pub(super) fn queue_declare(&mut self, channel: u16, m: q::Declare) -> AmqpResult<()> {
-        let name = if m.queue.as_str().is_empty() && !m.passive {
-            generated_queue_name()
-        } else {
-            self.channel(channel)?.queue_name(&m.queue)?
+        let name = match (m.queue.as_str().is_empty(), m.passive) {
+            (false, _) => m.queue.clone(),
+            (true, false) => generated_queue_name(),
+            // A passive declare of '' names the channel's last queue, as other methods do.
+            (true, true) => self.channel(channel)?.last_queue.clone().unwrap_or_default(),
         };
         let queue = self.vhost.declare_queue(
             QueueSpec {
@@ -42,7 +43,7 @@ impl Connection {
 
     pub(super) fn queue_unbind(&mut self, channel: u16, m: q::Unbind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
-        self.vhost.unbind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), &m.arguments, self.id)?;
+        self.vhost.unbind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), &m.arguments)?;
         self.reply(channel, false, AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
         Ok(())
     }
