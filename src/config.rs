@@ -47,9 +47,15 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -57,10 +63,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a configuration file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -69,13 +79,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         // 4096 is the spec's minimum frame size (FRAME_MIN_SIZE in 0-9-1 is 4096).
         if self.frame_max < 4096 {
-            return Err(ConfigError::Invalid(format!("frame_max {} is below 4096", self.frame_max)));
+            return Err(ConfigError::Invalid(format!(
+                "frame_max {} is below 4096",
+                self.frame_max
+            )));
         }
         if self.channel_max == 0 {
-            return Err(ConfigError::Invalid("channel_max must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "channel_max must be at least 1".into(),
+            ));
         }
         if self.max_message_size == 0 || self.max_message_size > 512 * 1024 * 1024 {
-            return Err(ConfigError::Invalid("max_message_size must be between 1 and 536870912".into()));
+            return Err(ConfigError::Invalid(
+                "max_message_size must be between 1 and 536870912".into(),
+            ));
         }
         Ok(())
     }
@@ -95,7 +112,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
-        let small = Config { frame_max: 100, ..Config::default() };
+        let small = Config {
+            frame_max: 100,
+            ..Config::default()
+        };
         assert!(small.validate().is_err());
     }
 }

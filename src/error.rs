@@ -20,7 +20,12 @@ pub type AmqpResult<T> = Result<T, AmqpError>;
 
 impl AmqpError {
     pub fn new(code: u16, text: impl Into<String>) -> Self {
-        Self { code, text: format!("{} - {}", reply::name(code), text.into()), class_id: 0, method_id: 0 }
+        Self {
+            code,
+            text: format!("{} - {}", reply::name(code), text.into()),
+            class_id: 0,
+            method_id: 0,
+        }
     }
 
     pub fn not_found(text: impl Into<String>) -> Self {

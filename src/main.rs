@@ -94,9 +94,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
-    let amqp = tokio::net::TcpListener::bind((config.bind, config.amqp_port)).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {}:{}: {e}", config.bind, config.amqp_port))
-    })?;
+    let amqp = tokio::net::TcpListener::bind((config.bind, config.amqp_port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}:{}: {e}", config.bind, config.amqp_port),
+            )
+        })?;
     run(Listeners { amqp }, config, shutdown_signal()).await
 }
 

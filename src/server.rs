@@ -21,12 +21,19 @@ pub struct Listeners {
 }
 
 /// Serves until `shutdown` resolves, then closes every connection with 320 CONNECTION_FORCED.
-pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let broker = Arc::new(Broker::new(config));
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    info!("Warren {} ready to accept AMQP connections on {amqp_addr}", env!("CARGO_PKG_VERSION"));
+    info!(
+        "Warren {} ready to accept AMQP connections on {amqp_addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -47,7 +54,9 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: impl Future<Out
     info!("shutting down: closing {} connections", connections.len());
     drop(listeners);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} });
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    });
     if drained.await.is_err() {
         connections.abort_all();
     }
@@ -71,7 +80,11 @@ impl Server {
         let task = tokio::spawn(run(Listeners { amqp }, config, async {
             let _ = stopped.await;
         }));
-        Ok(Self { amqp_addr, stop: Some(stop), task })
+        Ok(Self {
+            amqp_addr,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// An amqp:// URI for this server with the default guest account.
@@ -84,6 +97,8 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }

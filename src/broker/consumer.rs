@@ -22,9 +22,16 @@ pub const TRANSIT_WINDOW: u32 = 1000;
 /// What queues (and the broker) tell a connection task.
 #[derive(Debug)]
 pub enum ConnectionEvent {
-    Deliver { queue: Arc<Queue>, consumer: Arc<Consumer>, entry: QueueEntry },
+    Deliver {
+        queue: Arc<Queue>,
+        consumer: Arc<Consumer>,
+        entry: QueueEntry,
+    },
     /// The queue went away: the client is sent basic.cancel.
-    ConsumerCancelled { channel: u16, consumer_tag: ShortString },
+    ConsumerCancelled {
+        channel: u16,
+        consumer_tag: ShortString,
+    },
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
@@ -38,7 +45,10 @@ pub struct Credit {
 
 impl Credit {
     pub fn new(limit: u32) -> Self {
-        Self { limit: AtomicU32::new(limit), used: AtomicU32::new(0) }
+        Self {
+            limit: AtomicU32::new(limit),
+            used: AtomicU32::new(0),
+        }
     }
 
     pub fn set_limit(&self, limit: u32) {
@@ -57,7 +67,9 @@ impl Credit {
     pub fn give_back(&self, n: u32) {
         let _ = self
             .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(n)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
     }
 
     pub fn used(&self) -> u32 {
@@ -171,7 +183,11 @@ mod tests {
         let b = consumer(false, 0, gate.clone());
         assert!(a.try_reserve());
         assert!(!b.try_reserve());
-        assert_eq!(b.prefetch.used(), 0, "a refused reservation gives its own credit back");
+        assert_eq!(
+            b.prefetch.used(),
+            0,
+            "a refused reservation gives its own credit back"
+        );
         let n = consumer(true, 0, gate);
         assert!(n.try_reserve());
     }

@@ -25,7 +25,11 @@ impl Broker {
     pub fn new(config: Config) -> Self {
         let vhosts = DashMap::new();
         vhosts.insert("/".to_string(), Arc::new(VHost::new("/")));
-        Self { config, vhosts, next_connection_id: AtomicU64::new(1) }
+        Self {
+            config,
+            vhosts,
+            next_connection_id: AtomicU64::new(1),
+        }
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -55,7 +55,15 @@ impl Queue {
         auto_delete: bool,
         arguments: FieldTable,
     ) -> Self {
-        Self { name, vhost, durable, exclusive_owner, auto_delete, arguments, state: Mutex::default() }
+        Self {
+            name,
+            vhost,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            state: Mutex::default(),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
@@ -86,7 +94,11 @@ impl Queue {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        let entry = QueueEntry { seq, message, redelivered: false };
+        let entry = QueueEntry {
+            seq,
+            message,
+            redelivered: false,
+        };
         if state.ready.is_empty() {
             if let Some(consumer) = state.next_ready_consumer() {
                 self.send(&mut state, consumer, entry);
@@ -101,7 +113,10 @@ impl Queue {
     pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
         let mut state = self.state();
         if state.deleted {
-            return Err(AmqpError::not_found(format!("no queue '{}' in vhost '{}'", self.name, self.vhost)));
+            return Err(AmqpError::not_found(format!(
+                "no queue '{}' in vhost '{}'",
+                self.name, self.vhost
+            )));
         }
         let exclusive_taken = state.consumers.iter().any(|c| c.exclusive);
         if exclusive_taken || (consumer.exclusive && !state.consumers.is_empty()) {
@@ -116,12 +131,17 @@ impl Queue {
         Ok(())
     }
 
-    pub fn remove_consumer(&self, connection: ConnectionId, channel: u16, tag: &str) -> ConsumerRemoval {
+    pub fn remove_consumer(
+        &self,
+        connection: ConnectionId,
+        channel: u16,
+        tag: &str,
+    ) -> ConsumerRemoval {
         let mut state = self.state();
         let before = state.consumers.len();
-        state
-            .consumers
-            .retain(|c| !(c.connection == connection && c.channel == channel && c.tag.as_str() == tag));
+        state.consumers.retain(|c| {
+            !(c.connection == connection && c.channel == channel && c.tag.as_str() == tag)
+        });
         if state.consumers.len() == before {
             return ConsumerRemoval::NotFound;
         }
@@ -157,7 +177,12 @@ impl Queue {
         self.put_back([entry], false, counted);
     }
 
-    fn put_back(self: &Arc<Self>, entries: impl IntoIterator<Item = QueueEntry>, redelivered: bool, counted: bool) {
+    fn put_back(
+        self: &Arc<Self>,
+        entries: impl IntoIterator<Item = QueueEntry>,
+        redelivered: bool,
+        counted: bool,
+    ) {
         let mut state = self.state();
         let mut returned = 0;
         for mut entry in entries {
@@ -189,7 +214,9 @@ impl Queue {
 
     fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState) {
         while !state.ready.is_empty() {
-            let Some(consumer) = state.next_ready_consumer() else { return };
+            let Some(consumer) = state.next_ready_consumer() else {
+                return;
+            };
             if let Some(entry) = state.ready.pop_front() {
                 self.send(state, consumer, entry);
             }
@@ -200,7 +227,11 @@ impl Queue {
         if !consumer.no_ack {
             state.unacked += 1;
         }
-        let event = ConnectionEvent::Deliver { queue: self.clone(), consumer: consumer.clone(), entry };
+        let event = ConnectionEvent::Deliver {
+            queue: self.clone(),
+            consumer: consumer.clone(),
+            entry,
+        };
         if let Err(undelivered) = consumer.mailbox.send(event) {
             // The connection is gone; its cleanup will remove the consumer. Keep the message.
             if let ConnectionEvent::Deliver { entry, .. } = undelivered.0 {

@@ -56,7 +56,11 @@ const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
 
 impl VHost {
     pub fn new(name: &str) -> Self {
-        let vhost = Self { name: name.to_string(), exchanges: DashMap::new(), queues: DashMap::new() };
+        let vhost = Self {
+            name: name.to_string(),
+            exchanges: DashMap::new(),
+            queues: DashMap::new(),
+        };
         let standard = [
             ("", ExchangeKind::Direct),
             ("amq.direct", ExchangeKind::Direct),
@@ -81,11 +85,17 @@ impl VHost {
     }
 
     pub fn exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
-        self.exchanges.get(name).map(|x| x.clone()).ok_or_else(|| self.no_exchange(name))
+        self.exchanges
+            .get(name)
+            .map(|x| x.clone())
+            .ok_or_else(|| self.no_exchange(name))
     }
 
     pub fn queue(&self, name: &str) -> AmqpResult<Arc<Queue>> {
-        self.queues.get(name).map(|q| q.clone()).ok_or_else(|| self.no_queue(name))
+        self.queues
+            .get(name)
+            .map(|q| q.clone())
+            .ok_or_else(|| self.no_queue(name))
     }
 
     /// A queue the given connection may use (exclusive queues belong to one connection).
@@ -105,13 +115,16 @@ impl VHost {
 
     pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
         if spec.name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         if spec.passive {
             return self.exchange(&spec.name);
         }
-        let kind = ExchangeKind::parse(&spec.kind)
-            .ok_or_else(|| AmqpError::command_invalid(format!("invalid exchange type '{}'", spec.kind)))?;
+        let kind = ExchangeKind::parse(&spec.kind).ok_or_else(|| {
+            AmqpError::command_invalid(format!("invalid exchange type '{}'", spec.kind))
+        })?;
         let exchange = match self.exchanges.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
@@ -147,16 +160,27 @@ impl VHost {
             ("internal", spec.internal, exchange.internal),
         ] {
             if received != current {
-                return Err(inequivalent(arg, &received.to_string(), &current.to_string()));
+                return Err(inequivalent(
+                    arg,
+                    &received.to_string(),
+                    &current.to_string(),
+                ));
             }
         }
-        check_args_equivalent(&what, &spec.arguments, &exchange.arguments, &["alternate-exchange"])?;
+        check_args_equivalent(
+            &what,
+            &spec.arguments,
+            &exchange.arguments,
+            &["alternate-exchange"],
+        )?;
         Ok(exchange)
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
         if name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -178,7 +202,11 @@ impl VHost {
         Ok(())
     }
 
-    pub fn declare_queue(&self, spec: QueueSpec, connection: ConnectionId) -> AmqpResult<Arc<Queue>> {
+    pub fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        connection: ConnectionId,
+    ) -> AmqpResult<Arc<Queue>> {
         if !spec.passive && spec.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
@@ -210,21 +238,32 @@ impl VHost {
             return Err(queue.check_access(u64::MAX).unwrap_err());
         }
         let what = format!("queue '{}' in vhost '{}'", spec.name, self.name);
-        for (arg, received, current) in
-            [("durable", durable, queue.durable), ("auto_delete", spec.auto_delete, queue.auto_delete)]
-        {
+        for (arg, received, current) in [
+            ("durable", durable, queue.durable),
+            ("auto_delete", spec.auto_delete, queue.auto_delete),
+        ] {
             if received != current {
                 return Err(AmqpError::precondition_failed(format!(
                     "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
                 )));
             }
         }
-        check_args_equivalent(&what, &spec.arguments, &queue.arguments, EQUIVALENT_QUEUE_ARGS)?;
+        check_args_equivalent(
+            &what,
+            &spec.arguments,
+            &queue.arguments,
+            EQUIVALENT_QUEUE_ARGS,
+        )?;
         Ok(queue)
     }
 
     /// queue.delete's if-unused and if-empty conditions.
-    pub fn delete_queue_checks(&self, queue: &Queue, if_unused: bool, if_empty: bool) -> AmqpResult<()> {
+    pub fn delete_queue_checks(
+        &self,
+        queue: &Queue,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> AmqpResult<()> {
         let what = format!("queue '{}' in vhost '{}'", queue.name, self.name);
         if if_unused && queue.consumer_count() > 0 {
             return Err(AmqpError::precondition_failed(format!("{what} in use")));
@@ -237,7 +276,8 @@ impl VHost {
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, explicit delete).
     pub fn remove_queue(&self, queue: &Arc<Queue>) -> (u32, Vec<Arc<super::consumer::Consumer>>) {
-        self.queues.remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
+        self.queues
+            .remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
         self.unbind_everywhere(&Destination::Queue(queue.clone()));
         queue.delete()
     }
@@ -256,14 +296,20 @@ impl VHost {
     }
 
     fn remove_auto_deleted(&self, exchange: &Arc<Exchange>) {
-        if self.exchanges.remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange)).is_some() {
+        if self
+            .exchanges
+            .remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange))
+            .is_some()
+        {
             self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
         }
     }
 
     fn source_for_binding(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
         if name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         self.exchange(name)
     }
@@ -278,37 +324,73 @@ impl VHost {
     ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange)?;
         let q = self.queue_for(queue, connection)?;
-        x.bind(Binding { destination: Destination::Queue(q), routing_key: routing_key.into(), arguments });
+        x.bind(Binding {
+            destination: Destination::Queue(q),
+            routing_key: routing_key.into(),
+            arguments,
+        });
         Ok(())
     }
 
     /// Removes a binding. Like RabbitMQ, unbinding what does not exist (binding, queue or
     /// exchange) succeeds, and exclusive queues may be unbound from any connection.
-    pub fn unbind_queue(&self, queue: &str, exchange: &str, routing_key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange);
         if let (Ok(x), Ok(q)) = (x, self.queue(queue)) {
-            if x.unbind(&Destination::Queue(q), routing_key, arguments) && x.auto_delete && !x.has_bindings() {
+            if x.unbind(&Destination::Queue(q), routing_key, arguments)
+                && x.auto_delete
+                && !x.has_bindings()
+            {
                 self.remove_auto_deleted(&x);
             }
         } else if exchange.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         Ok(())
     }
 
-    pub fn bind_exchange(&self, destination: &str, source: &str, routing_key: &str, arguments: FieldTable) -> AmqpResult<()> {
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
         let d = self.source_for_binding(destination)?;
         let s = self.source_for_binding(source)?;
-        s.bind(Binding { destination: Destination::Exchange(d), routing_key: routing_key.into(), arguments });
+        s.bind(Binding {
+            destination: Destination::Exchange(d),
+            routing_key: routing_key.into(),
+            arguments,
+        });
         Ok(())
     }
 
-    pub fn unbind_exchange(&self, destination: &str, source: &str, routing_key: &str, arguments: &FieldTable) -> AmqpResult<()> {
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> AmqpResult<()> {
         if destination.is_empty() || source.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         if let (Ok(d), Ok(s)) = (self.exchange(destination), self.exchange(source)) {
-            if s.unbind(&Destination::Exchange(d), routing_key, arguments) && s.auto_delete && !s.has_bindings() {
+            if s.unbind(&Destination::Exchange(d), routing_key, arguments)
+                && s.auto_delete
+                && !s.has_bindings()
+            {
                 self.remove_auto_deleted(&s);
             }
         }
@@ -317,7 +399,13 @@ impl VHost {
 
     /// The queues a message reaches from `exchange`, each once, following exchange-to-exchange
     /// bindings (each exchange visited once, so cycles end).
-    pub fn route(&self, exchange: &Arc<Exchange>, input: &RoutingInput<'_>, scratch: &mut Vec<Destination>, out: &mut Vec<Arc<Queue>>) {
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        input: &RoutingInput<'_>,
+        scratch: &mut Vec<Destination>,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
         out.clear();
         if exchange.name.as_str().is_empty() {
             if let Some(q) = self.queues.get(input.routing_key) {
@@ -348,11 +436,18 @@ impl VHost {
 
 /// Compares the listed arguments of a redeclaration with the original, with RabbitMQ's texts.
 /// Integers of different widths are equivalent when their values are.
-fn check_args_equivalent(what: &str, received: &FieldTable, current: &FieldTable, keys: &[&str]) -> AmqpResult<()> {
+fn check_args_equivalent(
+    what: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+    keys: &[&str],
+) -> AmqpResult<()> {
     for key in keys {
         let (r, c) = (received.inner().get(*key), current.inner().get(*key));
         let same = match (r, c) {
-            (Some(r), Some(c)) => arg_value(r) == arg_value(c) && (integer(r).is_some() == integer(c).is_some()),
+            (Some(r), Some(c)) => {
+                arg_value(r) == arg_value(c) && (integer(r).is_some() == integer(c).is_some())
+            }
             (None, None) => true,
             _ => false,
         };
@@ -360,12 +455,18 @@ fn check_args_equivalent(what: &str, received: &FieldTable, current: &FieldTable
             continue;
         }
         let detail = match (r, c) {
-            (Some(r), Some(c)) => format!("received '{}' but current is '{}'", arg_value(r), arg_value(c)),
+            (Some(r), Some(c)) => format!(
+                "received '{}' but current is '{}'",
+                arg_value(r),
+                arg_value(c)
+            ),
             (Some(r), None) => format!("received {} but current is none", described(r)),
             (None, Some(c)) => format!("received none but current is {}", described(c)),
             (None, None) => unreachable!("equal arguments were skipped"),
         };
-        return Err(AmqpError::precondition_failed(format!("inequivalent arg '{key}' for {what}: {detail}")));
+        return Err(AmqpError::precondition_failed(format!(
+            "inequivalent arg '{key}' for {what}: {detail}"
+        )));
     }
     Ok(())
 }
@@ -423,6 +524,8 @@ pub fn generated_queue_name() -> ShortString {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::rng();
-    let suffix: String = (0..22).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    let suffix: String = (0..22)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect();
     format!("amq.gen-{suffix}").into()
 }

@@ -24,7 +24,12 @@ pub struct Publication {
 }
 
 impl Connection {
-    pub(super) fn basic_publish(&mut self, channel_id: u16, m: b::Publish, content: Content) -> AmqpResult<()> {
+    pub(super) fn basic_publish(
+        &mut self,
+        channel_id: u16,
+        m: b::Publish,
+        content: Content,
+    ) -> AmqpResult<()> {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
@@ -35,14 +40,21 @@ impl Connection {
                 exchange.name, self.vhost.name
             )));
         }
-        let publication =
-            Publication { exchange, exchange_name: m.exchange, routing_key: m.routing_key, mandatory: m.mandatory, content };
+        let publication = Publication {
+            exchange,
+            exchange_name: m.exchange,
+            routing_key: m.routing_key,
+            mandatory: m.mandatory,
+            content,
+        };
         let channel = self.channel(channel_id)?;
         if let Some(ops) = &mut channel.tx {
             ops.push(TxOp::Publish(Box::new(publication)));
             return Ok(());
         }
-        let seq = channel.confirm_next.inspect(|n| channel.confirm_next = Some(n + 1));
+        let seq = channel
+            .confirm_next
+            .inspect(|n| channel.confirm_next = Some(n + 1));
         self.route(channel_id, publication);
         if let Some(seq) = seq {
             if let Some(channel) = self.channels.get_mut(&channel_id) {
@@ -57,18 +69,51 @@ impl Connection {
 
     /// Routes a message to its queues, or returns it to a mandatory publisher.
     fn route(&mut self, channel_id: u16, p: Publication) {
-        let Publication { exchange, exchange_name, routing_key, mandatory, content } = p;
-        let input = RoutingInput { routing_key: routing_key.as_str(), headers: content.properties.headers().as_ref() };
-        self.vhost.route(&exchange, &input, &mut self.routing_scratch, &mut self.routed);
+        let Publication {
+            exchange,
+            exchange_name,
+            routing_key,
+            mandatory,
+            content,
+        } = p;
+        let input = RoutingInput {
+            routing_key: routing_key.as_str(),
+            headers: content.properties.headers().as_ref(),
+        };
+        self.vhost.route(
+            &exchange,
+            &input,
+            &mut self.routing_scratch,
+            &mut self.routed,
+        );
         if self.routed.is_empty() {
             if mandatory {
                 let out = &mut self.io.output;
-                encode::basic_return(out, channel_id, reply::NO_ROUTE, "NO_ROUTE", exchange_name.as_str(), routing_key.as_str());
-                encode::content(out, channel_id, &content.raw_properties, &content.body, self.frame_max);
+                encode::basic_return(
+                    out,
+                    channel_id,
+                    reply::NO_ROUTE,
+                    "NO_ROUTE",
+                    exchange_name.as_str(),
+                    routing_key.as_str(),
+                );
+                encode::content(
+                    out,
+                    channel_id,
+                    &content.raw_properties,
+                    &content.body,
+                    self.frame_max,
+                );
             }
             return;
         }
-        let message = Message::new(exchange_name, routing_key, &content.properties, content.raw_properties, content.body);
+        let message = Message::new(
+            exchange_name,
+            routing_key,
+            &content.properties,
+            content.raw_properties,
+            content.body,
+        );
         for queue in self.routed.drain(..) {
             queue.publish(message.clone());
         }
@@ -88,9 +133,15 @@ impl Connection {
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let (id, mailbox) = (self.id, self.mailbox.clone());
         let channel = self.channel(channel_id)?;
-        let tag = if m.consumer_tag.as_str().is_empty() { generated_consumer_tag() } else { m.consumer_tag };
+        let tag = if m.consumer_tag.as_str().is_empty() {
+            generated_consumer_tag()
+        } else {
+            m.consumer_tag
+        };
         if channel.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
@@ -106,8 +157,14 @@ impl Connection {
         });
         // Deliveries reach the client through the mailbox, after this reply is written.
         queue.add_consumer(consumer.clone())?;
-        channel.consumers.insert(tag.clone(), ChannelConsumer { consumer, queue });
-        self.reply(channel_id, m.nowait, AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk { consumer_tag: tag })));
+        channel
+            .consumers
+            .insert(tag.clone(), ChannelConsumer { consumer, queue });
+        self.reply(
+            channel_id,
+            m.nowait,
+            AMQPClass::Basic(b::AMQPMethod::ConsumeOk(b::ConsumeOk { consumer_tag: tag })),
+        );
         Ok(())
     }
 
@@ -115,8 +172,14 @@ impl Connection {
         if let Some(c) = self.channel(channel_id)?.consumers.remove(&m.consumer_tag) {
             self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue);
         }
-        let ok = b::CancelOk { consumer_tag: m.consumer_tag };
-        self.reply(channel_id, m.nowait, AMQPClass::Basic(b::AMQPMethod::CancelOk(ok)));
+        let ok = b::CancelOk {
+            consumer_tag: m.consumer_tag,
+        };
+        self.reply(
+            channel_id,
+            m.nowait,
+            AMQPClass::Basic(b::AMQPMethod::CancelOk(ok)),
+        );
         Ok(())
     }
 
@@ -124,7 +187,10 @@ impl Connection {
         let name = self.channel(channel_id)?.queue_name(&m.queue)?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let Some((entry, remaining)) = queue.get(!m.no_ack) else {
-            self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})));
+            self.io.send(
+                channel_id,
+                &AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})),
+            );
             return Ok(());
         };
         let frame_max = self.frame_max;
@@ -132,30 +198,60 @@ impl Connection {
         let tag = channel.next_tag();
         let msg = entry.message.clone();
         if !m.no_ack {
-            channel.unacked.push_back(Unacked { tag, queue, entry: entry.clone(), consumer: None });
+            channel.unacked.push_back(Unacked {
+                tag,
+                queue,
+                entry: entry.clone(),
+                consumer: None,
+            });
         }
         let out = &mut self.io.output;
-        encode::get_ok(out, channel_id, tag, entry.redelivered, msg.exchange.as_str(), msg.routing_key.as_str(), remaining);
+        encode::get_ok(
+            out,
+            channel_id,
+            tag,
+            entry.redelivered,
+            msg.exchange.as_str(),
+            msg.routing_key.as_str(),
+            remaining,
+        );
         encode::content(out, channel_id, &msg.raw_properties, &msg.body, frame_max);
         Ok(())
     }
 
-    pub(super) fn basic_ack(&mut self, channel_id: u16, tag: u64, multiple: bool) -> AmqpResult<()> {
+    pub(super) fn basic_ack(
+        &mut self,
+        channel_id: u16,
+        tag: u64,
+        multiple: bool,
+    ) -> AmqpResult<()> {
         let channel = self.channel(channel_id)?;
         let deliveries = channel.take_unacked(tag, multiple)?;
         if let Some(ops) = &mut channel.tx {
-            ops.push(TxOp::Settle { deliveries, requeue: None });
+            ops.push(TxOp::Settle {
+                deliveries,
+                requeue: None,
+            });
             return Ok(());
         }
         self.settle(channel_id, deliveries, None);
         Ok(())
     }
 
-    pub(super) fn basic_reject(&mut self, channel_id: u16, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+    pub(super) fn basic_reject(
+        &mut self,
+        channel_id: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> AmqpResult<()> {
         let channel = self.channel(channel_id)?;
         let deliveries = channel.take_unacked(tag, multiple)?;
         if let Some(ops) = &mut channel.tx {
-            ops.push(TxOp::Settle { deliveries, requeue: Some(requeue) });
+            ops.push(TxOp::Settle {
+                deliveries,
+                requeue: Some(requeue),
+            });
             return Ok(());
         }
         self.settle(channel_id, deliveries, Some(requeue));
@@ -190,9 +286,15 @@ impl Connection {
 
     /// Asks queues to deliver again to this channel's consumers that ran out of credit.
     fn kick_starved(&mut self, channel_id: u16) {
-        let Some(channel) = self.channels.get(&channel_id) else { return };
-        let starved: Vec<Arc<Queue>> =
-            channel.consumers.values().filter(|c| c.consumer.take_starved()).map(|c| c.queue.clone()).collect();
+        let Some(channel) = self.channels.get(&channel_id) else {
+            return;
+        };
+        let starved: Vec<Arc<Queue>> = channel
+            .consumers
+            .values()
+            .filter(|c| c.consumer.take_starved())
+            .map(|c| c.queue.clone())
+            .collect();
         for q in starved {
             q.dispatch();
         }
@@ -205,12 +307,20 @@ impl Connection {
         } else {
             channel.consumer_prefetch = u32::from(m.prefetch_count);
         }
-        self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::QosOk(b::QosOk {})));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Basic(b::AMQPMethod::QosOk(b::QosOk {})),
+        );
         self.kick_starved(channel_id);
         Ok(())
     }
 
-    pub(super) fn basic_recover(&mut self, channel_id: u16, requeue: bool, reply_ok: bool) -> AmqpResult<()> {
+    pub(super) fn basic_recover(
+        &mut self,
+        channel_id: u16,
+        requeue: bool,
+        reply_ok: bool,
+    ) -> AmqpResult<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
@@ -218,7 +328,10 @@ impl Connection {
         let deliveries: Vec<Unacked> = channel.unacked.drain(..).collect();
         requeue_all(deliveries);
         if reply_ok {
-            self.io.send(channel_id, &AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})));
+            self.io.send(
+                channel_id,
+                &AMQPClass::Basic(b::AMQPMethod::RecoverOk(b::RecoverOk {})),
+            );
         }
         self.kick_starved(channel_id);
         Ok(())
@@ -227,20 +340,31 @@ impl Connection {
     pub(super) fn confirm_select(&mut self, channel_id: u16, nowait: bool) -> AmqpResult<()> {
         let channel = self.channel(channel_id)?;
         if channel.tx.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from tx to confirm mode",
+            ));
         }
         channel.confirm_next.get_or_insert(1);
-        self.reply(channel_id, nowait, AMQPClass::Confirm(cf::AMQPMethod::SelectOk(cf::SelectOk {})));
+        self.reply(
+            channel_id,
+            nowait,
+            AMQPClass::Confirm(cf::AMQPMethod::SelectOk(cf::SelectOk {})),
+        );
         Ok(())
     }
 
     pub(super) fn tx_select(&mut self, channel_id: u16) -> AmqpResult<()> {
         let channel = self.channel(channel_id)?;
         if channel.confirm_next.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from confirm to tx mode",
+            ));
         }
         channel.tx.get_or_insert_with(Vec::new);
-        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+        );
         Ok(())
     }
 
@@ -249,10 +373,16 @@ impl Connection {
         for op in ops {
             match op {
                 TxOp::Publish(p) => self.route(channel_id, *p),
-                TxOp::Settle { deliveries, requeue } => self.settle(channel_id, deliveries, requeue),
+                TxOp::Settle {
+                    deliveries,
+                    requeue,
+                } => self.settle(channel_id, deliveries, requeue),
             }
         }
-        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+        );
         Ok(())
     }
 
@@ -268,7 +398,10 @@ impl Connection {
                 }
             }
         }
-        self.io.send(channel_id, &AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+        );
         Ok(())
     }
 
@@ -276,16 +409,28 @@ impl Connection {
         let channel = self.channel(channel_id)?;
         match &mut channel.tx {
             Some(ops) => Ok(std::mem::take(ops)),
-            None => Err(AmqpError::precondition_failed("channel is not transactional")),
+            None => Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            )),
         }
     }
 
     /// Something a queue (or the broker) sent this connection.
     pub(super) fn on_event(&mut self, event: ConnectionEvent) {
         match event {
-            ConnectionEvent::Deliver { queue, consumer, entry } => self.deliver(queue, consumer, entry),
-            ConnectionEvent::ConsumerCancelled { channel, consumer_tag } => {
-                let removed = self.channels.get_mut(&channel).and_then(|ch| ch.consumers.remove(&consumer_tag));
+            ConnectionEvent::Deliver {
+                queue,
+                consumer,
+                entry,
+            } => self.deliver(queue, consumer, entry),
+            ConnectionEvent::ConsumerCancelled {
+                channel,
+                consumer_tag,
+            } => {
+                let removed = self
+                    .channels
+                    .get_mut(&channel)
+                    .and_then(|ch| ch.consumers.remove(&consumer_tag));
                 if removed.is_some() {
                     self.send_consumer_cancel(channel, &consumer_tag);
                 }
@@ -293,12 +438,20 @@ impl Connection {
         }
     }
 
-    fn deliver(&mut self, queue: Arc<Queue>, consumer: Arc<Consumer>, entry: crate::broker::message::QueueEntry) {
+    fn deliver(
+        &mut self,
+        queue: Arc<Queue>,
+        consumer: Arc<Consumer>,
+        entry: crate::broker::message::QueueEntry,
+    ) {
         consumer.in_transit.give_back(1);
         let channel_id = consumer.channel;
         let live = self.channels.get_mut(&channel_id).filter(|ch| {
             ch.state == ChannelState::Open
-                && ch.consumers.get(&consumer.tag).is_some_and(|c| Arc::ptr_eq(&c.consumer, &consumer))
+                && ch
+                    .consumers
+                    .get(&consumer.tag)
+                    .is_some_and(|c| Arc::ptr_eq(&c.consumer, &consumer))
         });
         let Some(channel) = live else {
             // Cancelled or closed while this delivery waited in the mailbox: it never reached
@@ -310,10 +463,29 @@ impl Connection {
         let tag = channel.next_tag();
         let msg = entry.message.clone();
         let out = &mut self.io.output;
-        encode::deliver(out, channel_id, consumer.tag.as_str(), tag, entry.redelivered, msg.exchange.as_str(), msg.routing_key.as_str());
-        encode::content(out, channel_id, &msg.raw_properties, &msg.body, self.frame_max);
+        encode::deliver(
+            out,
+            channel_id,
+            consumer.tag.as_str(),
+            tag,
+            entry.redelivered,
+            msg.exchange.as_str(),
+            msg.routing_key.as_str(),
+        );
+        encode::content(
+            out,
+            channel_id,
+            &msg.raw_properties,
+            &msg.body,
+            self.frame_max,
+        );
         if !consumer.no_ack {
-            channel.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: Some(consumer.clone()) });
+            channel.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                entry,
+                consumer: Some(consumer.clone()),
+            });
         }
         if consumer.take_starved() {
             queue.dispatch();
@@ -326,4 +498,3 @@ fn generated_consumer_tag() -> ShortString {
     let name = crate::broker::vhost::generated_queue_name();
     name.as_str().replacen("amq.gen-", "amq.ctag-", 1).into()
 }
-

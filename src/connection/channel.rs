@@ -39,7 +39,10 @@ pub enum TxOp {
     Publish(Box<super::basic::Publication>),
     /// Deliveries acked (or rejected, with their requeue flag) inside the transaction: taken
     /// off the unacked list at once, settled at commit, put back at rollback.
-    Settle { deliveries: Vec<Unacked>, requeue: Option<bool> },
+    Settle {
+        deliveries: Vec<Unacked>,
+        requeue: Option<bool>,
+    },
 }
 
 #[derive(Debug)]
@@ -123,12 +126,34 @@ mod tests {
     use warren_amqp::{BasicProperties, FieldTable};
 
     fn channel_with_tags(tags: &[u64]) -> Channel {
-        let queue = Arc::new(Queue::new("q".into(), "/".into(), false, None, false, FieldTable::default()));
-        let message = Message::new("".into(), "q".into(), &BasicProperties::default(), Bytes::new(), Bytes::new());
+        let queue = Arc::new(Queue::new(
+            "q".into(),
+            "/".into(),
+            false,
+            None,
+            false,
+            FieldTable::default(),
+        ));
+        let message = Message::new(
+            "".into(),
+            "q".into(),
+            &BasicProperties::default(),
+            Bytes::new(),
+            Bytes::new(),
+        );
         let mut ch = Channel::new();
         for &tag in tags {
-            let entry = QueueEntry { seq: tag, message: message.clone(), redelivered: false };
-            ch.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: None });
+            let entry = QueueEntry {
+                seq: tag,
+                message: message.clone(),
+                redelivered: false,
+            };
+            ch.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                entry,
+                consumer: None,
+            });
         }
         ch
     }
@@ -141,18 +166,27 @@ mod tests {
     fn single_ack_takes_exactly_its_tag() {
         let mut ch = channel_with_tags(&[1, 2, 3]);
         assert_eq!(tags(&ch.take_unacked(2, false).unwrap()), [2]);
-        assert_eq!(ch.take_unacked(2, false).unwrap_err().text, "PRECONDITION_FAILED - unknown delivery tag 2");
+        assert_eq!(
+            ch.take_unacked(2, false).unwrap_err().text,
+            "PRECONDITION_FAILED - unknown delivery tag 2"
+        );
         assert_eq!(ch.unacked.len(), 2);
     }
 
     #[test]
     fn multiple_ack_takes_everything_up_to_the_tag() {
         let mut ch = channel_with_tags(&[1, 2, 4, 5, 6]);
-        assert!(ch.take_unacked(3, true).is_err(), "the named tag must be outstanding");
+        assert!(
+            ch.take_unacked(3, true).is_err(),
+            "the named tag must be outstanding"
+        );
         assert_eq!(ch.unacked.len(), 5, "a refused ack takes nothing");
         assert_eq!(tags(&ch.take_unacked(4, true).unwrap()), [1, 2, 4]);
         assert_eq!(tags(&ch.take_unacked(0, true).unwrap()), [5, 6]);
-        assert!(ch.take_unacked(0, true).unwrap().is_empty(), "tag 0 with multiple is fine on nothing");
+        assert!(
+            ch.take_unacked(0, true).unwrap().is_empty(),
+            "tag 0 with multiple is fine on nothing"
+        );
         assert!(ch.take_unacked(0, false).is_err());
     }
 }

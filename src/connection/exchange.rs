@@ -17,25 +17,52 @@ impl Connection {
             internal: m.internal,
             arguments: m.arguments,
         })?;
-        self.reply(channel, m.nowait, AMQPClass::Exchange(x::AMQPMethod::DeclareOk(x::DeclareOk {})));
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Exchange(x::AMQPMethod::DeclareOk(x::DeclareOk {})),
+        );
         Ok(())
     }
 
     pub(super) fn exchange_delete(&mut self, channel: u16, m: x::Delete) -> AmqpResult<()> {
-        self.vhost.delete_exchange(m.exchange.as_str(), m.if_unused)?;
-        self.reply(channel, m.nowait, AMQPClass::Exchange(x::AMQPMethod::DeleteOk(x::DeleteOk {})));
+        self.vhost
+            .delete_exchange(m.exchange.as_str(), m.if_unused)?;
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Exchange(x::AMQPMethod::DeleteOk(x::DeleteOk {})),
+        );
         Ok(())
     }
 
     pub(super) fn exchange_bind(&mut self, channel: u16, m: x::Bind) -> AmqpResult<()> {
-        self.vhost.bind_exchange(m.destination.as_str(), m.source.as_str(), m.routing_key.as_str(), m.arguments)?;
-        self.reply(channel, m.nowait, AMQPClass::Exchange(x::AMQPMethod::BindOk(x::BindOk {})));
+        self.vhost.bind_exchange(
+            m.destination.as_str(),
+            m.source.as_str(),
+            m.routing_key.as_str(),
+            m.arguments,
+        )?;
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Exchange(x::AMQPMethod::BindOk(x::BindOk {})),
+        );
         Ok(())
     }
 
     pub(super) fn exchange_unbind(&mut self, channel: u16, m: x::Unbind) -> AmqpResult<()> {
-        self.vhost.unbind_exchange(m.destination.as_str(), m.source.as_str(), m.routing_key.as_str(), &m.arguments)?;
-        self.reply(channel, m.nowait, AMQPClass::Exchange(x::AMQPMethod::UnbindOk(x::UnbindOk {})));
+        self.vhost.unbind_exchange(
+            m.destination.as_str(),
+            m.source.as_str(),
+            m.routing_key.as_str(),
+            &m.arguments,
+        )?;
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Exchange(x::AMQPMethod::UnbindOk(x::UnbindOk {})),
+        );
         Ok(())
     }
 

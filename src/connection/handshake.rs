@@ -26,7 +26,11 @@ pub(crate) struct Negotiated {
 
 /// Runs the handshake within the configured timeout. `Ok(None)`: the client was refused and
 /// has been told so.
-pub(crate) async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Option<Negotiated>, ConnectionEnd> {
+pub(crate) async fn run(
+    io: &mut Io,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> Result<Option<Negotiated>, ConnectionEnd> {
     let limit = Duration::from_secs(broker.config.handshake_timeout);
     match tokio::time::timeout(limit, negotiate(io, broker, peer)).await {
         Ok(Ok(n)) => Ok(Some(n)),
@@ -49,13 +53,20 @@ pub(crate) async fn run(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Resul
     }
 }
 
-async fn negotiate(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Negotiated, ConnectionEnd> {
+async fn negotiate(
+    io: &mut Io,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> Result<Negotiated, ConnectionEnd> {
     let mut header = [0u8; 8];
     io.reader.read_exact(&mut header).await?;
     if &header != PROTOCOL_HEADER {
         // The spec's answer to a header we do not speak: ours, then close.
         io.writer.write_all(PROTOCOL_HEADER).await?;
-        return Err(ConnectionEnd::Protocol(AmqpError::new(reply::FRAME_ERROR, "bad protocol header")));
+        return Err(ConnectionEnd::Protocol(AmqpError::new(
+            reply::FRAME_ERROR,
+            "bad protocol header",
+        )));
     }
     io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Start(start())));
     io.flush().await?;
@@ -72,14 +83,19 @@ async fn negotiate(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Neg
         return Err(refused(start_ok.mechanism.as_str()));
     }
 
-    let tune = conn::Tune { channel_max: broker.config.channel_max, frame_max, heartbeat: broker.config.heartbeat };
+    let tune = conn::Tune {
+        channel_max: broker.config.channel_max,
+        frame_max,
+        heartbeat: broker.config.heartbeat,
+    };
     io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Tune(tune)));
     io.flush().await?;
     let tune_ok = match expect(io, frame_max).await? {
         AMQPClass::Connection(conn::AMQPMethod::TuneOk(m)) => m,
         other => return Err(unexpected(&other, "connection.tune-ok")),
     };
-    let (frame_max, channel_max) = negotiate_limits(&tune_ok, frame_max, broker.config.channel_max)?;
+    let (frame_max, channel_max) =
+        negotiate_limits(&tune_ok, frame_max, broker.config.channel_max)?;
 
     let open = match expect(io, frame_max).await? {
         AMQPClass::Connection(conn::AMQPMethod::Open(m)) => m,
@@ -90,10 +106,20 @@ async fn negotiate(io: &mut Io, broker: &Broker, peer: SocketAddr) -> Result<Neg
             AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host)).during(10, 40),
         )
     })?;
-    io.send(0, &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})));
+    io.send(
+        0,
+        &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
+    );
     io.flush().await?;
     let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
-    Ok(Negotiated { user, vhost, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify })
+    Ok(Negotiated {
+        user,
+        vhost,
+        frame_max,
+        channel_max,
+        heartbeat: tune_ok.heartbeat,
+        cancel_notify,
+    })
 }
 
 fn start() -> conn::Start {
@@ -113,7 +139,10 @@ fn start() -> conn::Start {
     props.insert("product".into(), text("Warren"));
     props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     props.insert("platform".into(), text("Rust"));
-    props.insert("information".into(), text("An AMQP 0-9-1 broker for RabbitMQ clients"));
+    props.insert(
+        "information".into(),
+        text("An AMQP 0-9-1 broker for RabbitMQ clients"),
+    );
     props.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     conn::Start {
         version_major: 0,
@@ -127,7 +156,9 @@ fn start() -> conn::Start {
 /// Whether the client's properties announce a capability.
 fn capability(client_properties: &FieldTable, name: &str) -> bool {
     match client_properties.inner().get("capabilities") {
-        Some(AMQPValue::FieldTable(caps)) => matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true))),
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
         _ => false,
     }
 }
@@ -139,7 +170,8 @@ async fn expect(io: &mut Io, frame_max: u32) -> Result<AMQPClass, ConnectionEnd>
         match frame.kind {
             FrameKind::Heartbeat => continue,
             FrameKind::Method if frame.channel == 0 => {
-                return warren_amqp::assembler::parse_method(&frame.payload).map_err(|e| ConnectionEnd::Protocol(e.into()));
+                return warren_amqp::assembler::parse_method(&frame.payload)
+                    .map_err(|e| ConnectionEnd::Protocol(e.into()));
             }
             _ => {
                 return Err(ConnectionEnd::Protocol(AmqpError::new(
@@ -153,7 +185,9 @@ async fn expect(io: &mut Io, frame_max: u32) -> Result<AMQPClass, ConnectionEnd>
 
 fn unexpected(got: &AMQPClass, wanted: &str) -> ConnectionEnd {
     let (c, m) = (got.get_amqp_class_id(), got.get_amqp_method_id());
-    ConnectionEnd::Protocol(AmqpError::command_invalid(format!("expected '{wanted}', got method {c}.{m}")).during(c, m))
+    ConnectionEnd::Protocol(
+        AmqpError::command_invalid(format!("expected '{wanted}', got method {c}.{m}")).during(c, m),
+    )
 }
 
 fn refused(mechanism: &str) -> ConnectionEnd {
@@ -170,7 +204,10 @@ fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), Con
             let mut parts = response.split(|b| *b == 0);
             let (_authz, user, pass) = (parts.next(), parts.next(), parts.next());
             match (user, pass, parts.next()) {
-                (Some(u), Some(p), None) => Ok((String::from_utf8_lossy(u).into_owned(), String::from_utf8_lossy(p).into_owned())),
+                (Some(u), Some(p), None) => Ok((
+                    String::from_utf8_lossy(u).into_owned(),
+                    String::from_utf8_lossy(p).into_owned(),
+                )),
                 _ => Err(refused(mechanism)),
             }
         }
@@ -178,9 +215,13 @@ fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), Con
             // A field table without its length prefix.
             let mut framed = (response.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(response);
-            let table = warren_amqp::types::parsing::parse_field_table(&framed[..]).map(|(_, t)| t).map_err(|_| refused(mechanism))?;
+            let table = warren_amqp::types::parsing::parse_field_table(&framed[..])
+                .map(|(_, t)| t)
+                .map_err(|_| refused(mechanism))?;
             let field = |k: &str| match table.inner().get(k) {
-                Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
                 _ => None,
             };
@@ -190,24 +231,47 @@ fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), Con
             }
         }
         other => Err(ConnectionEnd::Protocol(
-            AmqpError::command_invalid(format!("unknown authentication mechanism '{other}'")).during(10, 11),
+            AmqpError::command_invalid(format!("unknown authentication mechanism '{other}'"))
+                .during(10, 11),
         )),
     }
 }
 
 /// Applies the client's tune-ok to the server's limits (0 from the client means "no limit").
-fn negotiate_limits(tune_ok: &conn::TuneOk, frame_max: u32, channel_max: u16) -> Result<(u32, u16), ConnectionEnd> {
-    let refuse = |text: String| Err(ConnectionEnd::Protocol(AmqpError::not_allowed(text).during(10, 31)));
-    let frame = if tune_ok.frame_max == 0 { frame_max } else { tune_ok.frame_max };
+fn negotiate_limits(
+    tune_ok: &conn::TuneOk,
+    frame_max: u32,
+    channel_max: u16,
+) -> Result<(u32, u16), ConnectionEnd> {
+    let refuse = |text: String| {
+        Err(ConnectionEnd::Protocol(
+            AmqpError::not_allowed(text).during(10, 31),
+        ))
+    };
+    let frame = if tune_ok.frame_max == 0 {
+        frame_max
+    } else {
+        tune_ok.frame_max
+    };
     if frame < 4096 {
         return refuse(format!("frame_max={} < 4096 min size", tune_ok.frame_max));
     }
     if frame > frame_max {
-        return refuse(format!("frame_max={} > {frame_max} max size", tune_ok.frame_max));
+        return refuse(format!(
+            "frame_max={} > {frame_max} max size",
+            tune_ok.frame_max
+        ));
     }
-    let channels = if tune_ok.channel_max == 0 { channel_max } else { tune_ok.channel_max };
+    let channels = if tune_ok.channel_max == 0 {
+        channel_max
+    } else {
+        tune_ok.channel_max
+    };
     if channels > channel_max {
-        return refuse(format!("channel_max={} > {channel_max} max size", tune_ok.channel_max));
+        return refuse(format!(
+            "channel_max={} > {channel_max} max size",
+            tune_ok.channel_max
+        ));
     }
     Ok((frame, channels))
 }
@@ -218,7 +282,10 @@ mod tests {
 
     #[test]
     fn plain_and_amqplain_credentials() {
-        assert_eq!(credentials("PLAIN", b"\0guest\0secret").ok(), Some(("guest".into(), "secret".into())));
+        assert_eq!(
+            credentials("PLAIN", b"\0guest\0secret").ok(),
+            Some(("guest".into(), "secret".into()))
+        );
         assert!(credentials("PLAIN", b"guest").is_err());
         // LOGIN and PASSWORD as long strings, the table's entries without its length prefix
         let mut table = Vec::new();
@@ -229,15 +296,30 @@ mod tests {
             table.extend_from_slice(&(v.len() as u32).to_be_bytes());
             table.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(credentials("AMQPLAIN", &table).ok(), Some(("bob".into(), "pw".into())));
-        assert!(matches!(credentials("EXTERNAL", b""), Err(ConnectionEnd::Protocol(e)) if e.code == reply::COMMAND_INVALID));
+        assert_eq!(
+            credentials("AMQPLAIN", &table).ok(),
+            Some(("bob".into(), "pw".into()))
+        );
+        assert!(
+            matches!(credentials("EXTERNAL", b""), Err(ConnectionEnd::Protocol(e)) if e.code == reply::COMMAND_INVALID)
+        );
     }
 
     #[test]
     fn tune_ok_limits() {
-        let ok = |f, c| conn::TuneOk { frame_max: f, channel_max: c, heartbeat: 0 };
-        assert_eq!(negotiate_limits(&ok(0, 0), 131072, 2047).ok(), Some((131072, 2047)));
-        assert_eq!(negotiate_limits(&ok(8192, 10), 131072, 2047).ok(), Some((8192, 10)));
+        let ok = |f, c| conn::TuneOk {
+            frame_max: f,
+            channel_max: c,
+            heartbeat: 0,
+        };
+        assert_eq!(
+            negotiate_limits(&ok(0, 0), 131072, 2047).ok(),
+            Some((131072, 2047))
+        );
+        assert_eq!(
+            negotiate_limits(&ok(8192, 10), 131072, 2047).ok(),
+            Some((8192, 10))
+        );
         assert!(negotiate_limits(&ok(100, 0), 131072, 2047).is_err());
         assert!(negotiate_limits(&ok(200000, 0), 131072, 2047).is_err());
         assert!(negotiate_limits(&ok(0, 3000), 131072, 2047).is_err());

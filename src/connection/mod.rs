@@ -40,11 +40,21 @@ const EVENT_BATCH: usize = 256;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves one client until it disconnects, fails, or the server shuts down.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let id = broker.next_connection_id();
-    let mut io = Io { reader, writer, input: BytesMut::with_capacity(64 * 1024), output: BytesMut::with_capacity(64 * 1024) };
+    let mut io = Io {
+        reader,
+        writer,
+        input: BytesMut::with_capacity(64 * 1024),
+        output: BytesMut::with_capacity(64 * 1024),
+    };
     let negotiated = match handshake::run(&mut io, &broker, peer).await {
         Ok(Some(n)) => n,
         Ok(None) => return,
@@ -72,8 +82,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         closing: None,
         cancel_notify: negotiated.cancel_notify,
     };
-    let end = connection.run(events, shutdown).await;
-    connection.cleanup();
+    let mut events = events;
+    let end = connection.run(&mut events, shutdown).await;
+    connection.cleanup(&mut events);
     match end {
         Ok(reason) => info!(%peer, "connection closed: {reason}"),
         Err(e) => info!(%peer, "connection closed: {e}"),
@@ -92,7 +103,9 @@ impl Io {
     /// Reads until one complete frame is buffered (handshake and closing use this).
     async fn read_frame(&mut self, frame_max: u32) -> Result<Frame, ConnectionEnd> {
         loop {
-            if let Some(f) = frame::decode(&mut self.input, frame_max).map_err(|e| ConnectionEnd::Protocol(e.into()))? {
+            if let Some(f) = frame::decode(&mut self.input, frame_max)
+                .map_err(|e| ConnectionEnd::Protocol(e.into()))?
+            {
                 return Ok(f);
             }
             if self.input.capacity() - self.input.len() < 4096 {
@@ -157,7 +170,7 @@ pub(crate) struct Connection {
 impl Connection {
     async fn run(
         &mut self,
-        mut events: mpsc::UnboundedReceiver<ConnectionEvent>,
+        events: &mut mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<String, ConnectionEnd> {
         let beat = Duration::from_secs(u64::from(self.heartbeat.max(1)));
@@ -242,7 +255,10 @@ impl Connection {
         let channel_id = frame.channel;
         if frame.kind == FrameKind::Heartbeat {
             if channel_id != 0 {
-                let e = AmqpError::new(reply::UNEXPECTED_FRAME, format!("type 8 (heartbeat) on channel {channel_id}"));
+                let e = AmqpError::new(
+                    reply::UNEXPECTED_FRAME,
+                    format!("type 8 (heartbeat) on channel {channel_id}"),
+                );
                 self.fail(0, e);
             }
             return None;
@@ -253,7 +269,10 @@ impl Connection {
         let max_body = self.broker.config.max_message_size;
         if let Some(size) = qos_prefetch_size(&frame) {
             // amq-protocol drops this field, so it is read here: RabbitMQ refuses byte limits.
-            self.fail(0, AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).during(60, 10));
+            self.fail(
+                0,
+                AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).during(60, 10),
+            );
             return None;
         }
         let Some(channel) = self.channels.get_mut(&channel_id) else {
@@ -268,7 +287,10 @@ impl Connection {
         match assembled {
             Ok(Assembled::Incomplete) => {}
             Ok(Assembled::Command(command)) => {
-                let (class_id, method_id) = (command.method.get_amqp_class_id(), command.method.get_amqp_method_id());
+                let (class_id, method_id) = (
+                    command.method.get_amqp_class_id(),
+                    command.method.get_amqp_method_id(),
+                );
                 if let Err(e) = self.on_command(channel_id, *command) {
                     self.fail(channel_id, e.during(class_id, method_id));
                 }
@@ -277,8 +299,10 @@ impl Connection {
                 let max = max_body;
                 self.fail(
                     channel_id,
-                    AmqpError::precondition_failed(format!("message size {size} is larger than configured max size {max}"))
-                        .during(60, 40),
+                    AmqpError::precondition_failed(format!(
+                        "message size {size} is larger than configured max size {max}"
+                    ))
+                    .during(60, 40),
                 );
             }
             Err(e) => self.fail(0, e.into()),
@@ -288,7 +312,13 @@ impl Connection {
 
     fn on_channel_zero(&mut self, frame: Frame) -> Option<String> {
         if frame.kind != FrameKind::Method {
-            self.fail(0, AmqpError::new(reply::UNEXPECTED_FRAME, format!("{:?} frame on channel 0", frame.kind)));
+            self.fail(
+                0,
+                AmqpError::new(
+                    reply::UNEXPECTED_FRAME,
+                    format!("{:?} frame on channel 0", frame.kind),
+                ),
+            );
             return None;
         }
         let method = match warren_amqp::assembler::parse_method(&frame.payload) {
@@ -300,14 +330,27 @@ impl Connection {
         };
         match method {
             AMQPClass::Connection(conn::AMQPMethod::Close(close)) => {
-                self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})));
-                Some(format!("client closed it ({} {})", close.reply_code, close.reply_text))
+                self.io.send(
+                    0,
+                    &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
+                );
+                Some(format!(
+                    "client closed it ({} {})",
+                    close.reply_code, close.reply_text
+                ))
             }
             AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
-                self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(conn::UpdateSecretOk {})));
+                self.io.send(
+                    0,
+                    &AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(
+                        conn::UpdateSecretOk {},
+                    )),
+                );
                 None
             }
-            AMQPClass::Connection(conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_)) => None,
+            AMQPClass::Connection(
+                conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_),
+            ) => None,
             other => {
                 let (c, m) = (other.get_amqp_class_id(), other.get_amqp_method_id());
                 let e = AmqpError::channel_error("unexpected method in connection state running");
@@ -337,11 +380,17 @@ impl Connection {
                     return;
                 }
                 self.channels.insert(frame.channel, Channel::new());
-                self.io.send(frame.channel, &AMQPClass::Channel(ch::AMQPMethod::OpenOk(ch::OpenOk {})));
+                self.io.send(
+                    frame.channel,
+                    &AMQPClass::Channel(ch::AMQPMethod::OpenOk(ch::OpenOk {})),
+                );
             }
             Ok(other) => {
                 let (c, m) = (other.get_amqp_class_id(), other.get_amqp_method_id());
-                self.fail(0, AmqpError::channel_error("expected 'channel.open'").during(c, m));
+                self.fail(
+                    0,
+                    AmqpError::channel_error("expected 'channel.open'").during(c, m),
+                );
             }
             Err(e) => self.fail(0, e.into()),
         }
@@ -357,10 +406,16 @@ impl Connection {
                 self.channels.remove(&channel_id);
             }
             Ok(AMQPClass::Channel(ch::AMQPMethod::Close(_))) => {
-                self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
+                self.io.send(
+                    channel_id,
+                    &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})),
+                );
             }
             Ok(AMQPClass::Channel(ch::AMQPMethod::Open(_))) => {
-                self.fail(0, AmqpError::channel_error("second 'channel.open' seen").during(20, 10));
+                self.fail(
+                    0,
+                    AmqpError::channel_error("second 'channel.open' seen").during(20, 10),
+                );
             }
             _ => {}
         }
@@ -370,16 +425,23 @@ impl Connection {
         use warren_amqp::protocol::{basic as b, confirm as cf, exchange as x, queue as q, tx};
         let Command { method, content } = command;
         match method {
-            AMQPClass::Channel(ch::AMQPMethod::Open(_)) => Err(AmqpError::channel_error("second 'channel.open' seen")),
+            AMQPClass::Channel(ch::AMQPMethod::Open(_)) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
             AMQPClass::Channel(ch::AMQPMethod::Close(_)) => {
                 // Confirms for publishes before the close go out before close-ok.
                 self.flush_confirms();
                 self.close_channel(channel_id);
                 self.channels.remove(&channel_id);
-                self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})));
+                self.io.send(
+                    channel_id,
+                    &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})),
+                );
                 Ok(())
             }
-            AMQPClass::Channel(ch::AMQPMethod::Flow(flow)) => self.channel_flow(channel_id, flow.active),
+            AMQPClass::Channel(ch::AMQPMethod::Flow(flow)) => {
+                self.channel_flow(channel_id, flow.active)
+            }
             AMQPClass::Exchange(x::AMQPMethod::Declare(m)) => self.exchange_declare(channel_id, m),
             AMQPClass::Exchange(x::AMQPMethod::Delete(m)) => self.exchange_delete(channel_id, m),
             AMQPClass::Exchange(x::AMQPMethod::Bind(m)) => self.exchange_bind(channel_id, m),
@@ -396,19 +458,34 @@ impl Connection {
             AMQPClass::Basic(b::AMQPMethod::Consume(m)) => self.basic_consume(channel_id, m),
             AMQPClass::Basic(b::AMQPMethod::Cancel(m)) => self.basic_cancel(channel_id, m),
             AMQPClass::Basic(b::AMQPMethod::Get(m)) => self.basic_get(channel_id, m),
-            AMQPClass::Basic(b::AMQPMethod::Ack(m)) => self.basic_ack(channel_id, m.delivery_tag, m.multiple),
-            AMQPClass::Basic(b::AMQPMethod::Nack(m)) => self.basic_reject(channel_id, m.delivery_tag, m.multiple, m.requeue),
-            AMQPClass::Basic(b::AMQPMethod::Reject(m)) => self.basic_reject(channel_id, m.delivery_tag, false, m.requeue),
+            AMQPClass::Basic(b::AMQPMethod::Ack(m)) => {
+                self.basic_ack(channel_id, m.delivery_tag, m.multiple)
+            }
+            AMQPClass::Basic(b::AMQPMethod::Nack(m)) => {
+                self.basic_reject(channel_id, m.delivery_tag, m.multiple, m.requeue)
+            }
+            AMQPClass::Basic(b::AMQPMethod::Reject(m)) => {
+                self.basic_reject(channel_id, m.delivery_tag, false, m.requeue)
+            }
             AMQPClass::Basic(b::AMQPMethod::Qos(m)) => self.basic_qos(channel_id, m),
-            AMQPClass::Basic(b::AMQPMethod::Recover(m)) => self.basic_recover(channel_id, m.requeue, true),
-            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(m)) => self.basic_recover(channel_id, m.requeue, false),
-            AMQPClass::Confirm(cf::AMQPMethod::Select(m)) => self.confirm_select(channel_id, m.nowait),
+            AMQPClass::Basic(b::AMQPMethod::Recover(m)) => {
+                self.basic_recover(channel_id, m.requeue, true)
+            }
+            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(m)) => {
+                self.basic_recover(channel_id, m.requeue, false)
+            }
+            AMQPClass::Confirm(cf::AMQPMethod::Select(m)) => {
+                self.confirm_select(channel_id, m.nowait)
+            }
             AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(channel_id),
             AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(channel_id),
             AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(channel_id),
             AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::Request(_)) => {
                 let ok = warren_amqp::protocol::access::RequestOk {};
-                self.io.send(channel_id, &AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::RequestOk(ok)));
+                self.io.send(
+                    channel_id,
+                    &AMQPClass::Access(warren_amqp::protocol::access::AMQPMethod::RequestOk(ok)),
+                );
                 Ok(())
             }
             // Server-only methods, connection methods off channel 0, an unsolicited close-ok.
@@ -417,7 +494,9 @@ impl Connection {
     }
 
     fn channel(&mut self, id: u16) -> AmqpResult<&mut Channel> {
-        self.channels.get_mut(&id).ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
+        self.channels
+            .get_mut(&id)
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
     }
 
     /// Like RabbitMQ, clients may not pause deliveries with channel.flow (prefetch does that).
@@ -425,7 +504,10 @@ impl Connection {
         if !active {
             return Err(AmqpError::not_implemented("active=false"));
         }
-        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::FlowOk(ch::FlowOk { active })));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Channel(ch::AMQPMethod::FlowOk(ch::FlowOk { active })),
+        );
         Ok(())
     }
 
@@ -451,7 +533,10 @@ impl Connection {
             class_id: error.class_id,
             method_id: error.method_id,
         };
-        self.io.send(channel_id, &AMQPClass::Channel(ch::AMQPMethod::Close(close)));
+        self.io.send(
+            channel_id,
+            &AMQPClass::Channel(ch::AMQPMethod::Close(close)),
+        );
     }
 
     fn send_connection_close(&mut self) {
@@ -462,20 +547,26 @@ impl Connection {
                 class_id: error.class_id,
                 method_id: error.method_id,
             };
-            self.io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Close(close)));
+            self.io
+                .send(0, &AMQPClass::Connection(conn::AMQPMethod::Close(close)));
         }
     }
 
     /// After connection.close: write it, then wait (bounded) for close-ok, ignoring the rest.
     async fn finish_close(&mut self) -> Result<String, ConnectionEnd> {
-        let reason = self.closing.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        let reason = self
+            .closing
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         self.io.flush().await?;
         let wait = async {
             loop {
                 let frame = self.io.read_frame(0).await?;
                 if frame.channel == 0 && frame.kind == FrameKind::Method {
-                    if let Ok(AMQPClass::Connection(conn::AMQPMethod::CloseOk(_) | conn::AMQPMethod::Close(_))) =
-                        warren_amqp::assembler::parse_method(&frame.payload)
+                    if let Ok(AMQPClass::Connection(
+                        conn::AMQPMethod::CloseOk(_) | conn::AMQPMethod::Close(_),
+                    )) = warren_amqp::assembler::parse_method(&frame.payload)
                     {
                         return Ok::<(), ConnectionEnd>(());
                     }
@@ -488,7 +579,9 @@ impl Connection {
 
     /// Releases a channel's consumers and requeues its unacked deliveries.
     fn close_channel(&mut self, channel_id: u16) {
-        let Some(channel) = self.channels.get_mut(&channel_id) else { return };
+        let Some(channel) = self.channels.get_mut(&channel_id) else {
+            return;
+        };
         let consumers: Vec<_> = channel.consumers.drain().map(|(_, c)| c).collect();
         let unacked: Vec<_> = channel.unacked.drain(..).collect();
         channel.tx = None;
@@ -499,7 +592,9 @@ impl Connection {
     }
 
     fn release_consumer(&mut self, channel_id: u16, tag: &str, queue: &Arc<Queue>) {
-        if queue.remove_consumer(self.id, channel_id, tag) == ConsumerRemoval::RemovedLastOfAutoDelete {
+        if queue.remove_consumer(self.id, channel_id, tag)
+            == ConsumerRemoval::RemovedLastOfAutoDelete
+        {
             self.delete_queue_now(queue);
         }
     }
@@ -510,7 +605,10 @@ impl Connection {
     fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
         let (count, consumers) = self.vhost.remove_queue(queue);
         for c in consumers {
-            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled { channel: c.channel, consumer_tag: c.tag.clone() });
+            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
         }
         count
     }
@@ -520,19 +618,32 @@ impl Connection {
     fn send_consumer_cancel(&mut self, channel: u16, tag: &warren_amqp::ShortString) {
         use warren_amqp::protocol::basic as b;
         if self.cancel_notify {
-            let cancel = b::Cancel { consumer_tag: tag.clone(), nowait: true };
-            self.io.send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
+            let cancel = b::Cancel {
+                consumer_tag: tag.clone(),
+                nowait: true,
+            };
+            self.io
+                .send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
         }
     }
 
-    /// Everything the connection held goes back: deliveries requeued, consumers removed,
-    /// exclusive queues deleted.
-    fn cleanup(&mut self) {
+    /// Everything the connection held goes back: consumers removed, deliveries requeued
+    /// (including those still in the mailbox), exclusive queues deleted.
+    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConnectionEvent>) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             self.close_channel(id);
         }
         self.channels.clear();
+        // No queue delivers to this connection any more; what it already sent goes back.
+        events.close();
+        while let Ok(event) = events.try_recv() {
+            if let ConnectionEvent::Deliver { queue, consumer, entry } = event {
+                consumer.in_transit.give_back(1);
+                consumer.settle(1);
+                queue.restore(entry, !consumer.no_ack);
+            }
+        }
         for q in std::mem::take(&mut self.exclusive_queues) {
             if !q.is_deleted() {
                 self.delete_queue_now(&q);

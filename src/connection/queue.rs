@@ -12,7 +12,11 @@ impl Connection {
             (false, _) => m.queue.clone(),
             (true, false) => generated_queue_name(),
             // A passive declare of '' names the channel's last queue, as other methods do.
-            (true, true) => self.channel(channel)?.last_queue.clone().unwrap_or_default(),
+            (true, true) => self
+                .channel(channel)?
+                .last_queue
+                .clone()
+                .unwrap_or_default(),
         };
         let queue = self.vhost.declare_queue(
             QueueSpec {
@@ -25,26 +29,58 @@ impl Connection {
             },
             self.id,
         )?;
-        if queue.exclusive_owner == Some(self.id) && !self.exclusive_queues.iter().any(|q| std::sync::Arc::ptr_eq(q, &queue)) {
+        if queue.exclusive_owner == Some(self.id)
+            && !self
+                .exclusive_queues
+                .iter()
+                .any(|q| std::sync::Arc::ptr_eq(q, &queue))
+        {
             self.exclusive_queues.push(queue.clone());
         }
         self.channel(channel)?.last_queue = Some(name.clone());
-        let ok = q::DeclareOk { queue: name, message_count: queue.message_count(), consumer_count: queue.consumer_count() };
-        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::DeclareOk(ok)));
+        let ok = q::DeclareOk {
+            queue: name,
+            message_count: queue.message_count(),
+            consumer_count: queue.consumer_count(),
+        };
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Queue(q::AMQPMethod::DeclareOk(ok)),
+        );
         Ok(())
     }
 
     pub(super) fn queue_bind(&mut self, channel: u16, m: q::Bind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
-        self.vhost.bind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), m.arguments, self.id)?;
-        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})));
+        self.vhost.bind_queue(
+            name.as_str(),
+            m.exchange.as_str(),
+            m.routing_key.as_str(),
+            m.arguments,
+            self.id,
+        )?;
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})),
+        );
         Ok(())
     }
 
     pub(super) fn queue_unbind(&mut self, channel: u16, m: q::Unbind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
-        self.vhost.unbind_queue(name.as_str(), m.exchange.as_str(), m.routing_key.as_str(), &m.arguments)?;
-        self.reply(channel, false, AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})));
+        self.vhost.unbind_queue(
+            name.as_str(),
+            m.exchange.as_str(),
+            m.routing_key.as_str(),
+            &m.arguments,
+        )?;
+        self.reply(
+            channel,
+            false,
+            AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})),
+        );
         Ok(())
     }
 
@@ -52,7 +88,11 @@ impl Connection {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let message_count = queue.purge();
-        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })));
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })),
+        );
         Ok(())
     }
 
@@ -62,12 +102,17 @@ impl Connection {
             Ok(queue) => {
                 queue.check_access(self.id)?;
                 // Checks first, through the vhost, then the deletion that notifies consumers.
-                self.vhost.delete_queue_checks(&queue, m.if_unused, m.if_empty)?;
+                self.vhost
+                    .delete_queue_checks(&queue, m.if_unused, m.if_empty)?;
                 self.delete_queue_now(&queue)
             }
             Err(_) => 0,
         };
-        self.reply(channel, m.nowait, AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })));
+        self.reply(
+            channel,
+            m.nowait,
+            AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })),
+        );
         Ok(())
     }
 }

@@ -11,16 +11,32 @@ pub struct DirectTable {
 
 impl BindingTable for DirectTable {
     fn add(&mut self, binding: Binding) -> bool {
-        let list = self.by_key.entry(binding.routing_key.to_string()).or_default();
-        if list.iter().any(|b| b.same(&binding.destination, binding.routing_key.as_str(), &binding.arguments)) {
+        let list = self
+            .by_key
+            .entry(binding.routing_key.to_string())
+            .or_default();
+        if list.iter().any(|b| {
+            b.same(
+                &binding.destination,
+                binding.routing_key.as_str(),
+                &binding.arguments,
+            )
+        }) {
             return false;
         }
         list.push(binding);
         true
     }
 
-    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
-        let Some(list) = self.by_key.get_mut(routing_key) else { return false };
+    fn remove(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        let Some(list) = self.by_key.get_mut(routing_key) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|b| !b.same(destination, routing_key, arguments));
         let removed = list.len() != before;
@@ -66,7 +82,10 @@ mod tests {
         let (a, b) = (queue("a"), queue("b"));
         let mut t = DirectTable::default();
         assert!(t.add(binding(&a, "k")));
-        assert!(!t.add(binding(&a, "k")), "identical binding is not added twice");
+        assert!(
+            !t.add(binding(&a, "k")),
+            "identical binding is not added twice"
+        );
         t.add(binding(&b, "k"));
         t.add(binding(&b, "other"));
         assert_eq!(routed(&t, "k", None), ["a", "b"]);

@@ -10,16 +10,28 @@ pub struct FanoutTable {
 
 impl BindingTable for FanoutTable {
     fn add(&mut self, binding: Binding) -> bool {
-        if self.bindings.iter().any(|b| b.same(&binding.destination, binding.routing_key.as_str(), &binding.arguments)) {
+        if self.bindings.iter().any(|b| {
+            b.same(
+                &binding.destination,
+                binding.routing_key.as_str(),
+                &binding.arguments,
+            )
+        }) {
             return false;
         }
         self.bindings.push(binding);
         true
     }
 
-    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+    fn remove(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
         let before = self.bindings.len();
-        self.bindings.retain(|b| !b.same(destination, routing_key, arguments));
+        self.bindings
+            .retain(|b| !b.same(destination, routing_key, arguments));
         before != self.bindings.len()
     }
 

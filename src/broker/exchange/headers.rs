@@ -90,16 +90,28 @@ pub fn matches(arguments: &FieldTable, headers: Option<&FieldTable>) -> bool {
 
 impl BindingTable for HeadersTable {
     fn add(&mut self, binding: Binding) -> bool {
-        if self.bindings.iter().any(|b| b.same(&binding.destination, binding.routing_key.as_str(), &binding.arguments)) {
+        if self.bindings.iter().any(|b| {
+            b.same(
+                &binding.destination,
+                binding.routing_key.as_str(),
+                &binding.arguments,
+            )
+        }) {
             return false;
         }
         self.bindings.push(binding);
         true
     }
 
-    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+    fn remove(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
         let before = self.bindings.len();
-        self.bindings.retain(|b| !b.same(destination, routing_key, arguments));
+        self.bindings
+            .retain(|b| !b.same(destination, routing_key, arguments));
         before != self.bindings.len()
     }
 
@@ -144,20 +156,59 @@ mod tests {
 
     #[test]
     fn matching_table() {
-        let msg = table(&[("format", s("pdf")), ("type", s("report")), ("x-tag", s("t")), ("n", AMQPValue::LongInt(5))]);
+        let msg = table(&[
+            ("format", s("pdf")),
+            ("type", s("report")),
+            ("x-tag", s("t")),
+            ("n", AMQPValue::LongInt(5)),
+        ]);
         let cases: Vec<(FieldTable, bool)> = vec![
             (table(&[("format", s("pdf")), ("type", s("report"))]), true),
             (table(&[("format", s("pdf")), ("type", s("log"))]), false),
-            (table(&[("x-match", s("any")), ("format", s("pdf")), ("type", s("log"))]), true),
-            (table(&[("x-match", s("any")), ("format", s("zip")), ("type", s("log"))]), false),
+            (
+                table(&[
+                    ("x-match", s("any")),
+                    ("format", s("pdf")),
+                    ("type", s("log")),
+                ]),
+                true,
+            ),
+            (
+                table(&[
+                    ("x-match", s("any")),
+                    ("format", s("zip")),
+                    ("type", s("log")),
+                ]),
+                false,
+            ),
             (table(&[("format", s("pdf")), ("x-tag", s("other"))]), true),
-            (table(&[("x-match", s("all-with-x")), ("format", s("pdf")), ("x-tag", s("other"))]), false),
-            (table(&[("x-match", s("all-with-x")), ("x-tag", s("t"))]), true),
-            (table(&[("x-match", s("any-with-x")), ("x-tag", s("t")), ("format", s("zip"))]), true),
+            (
+                table(&[
+                    ("x-match", s("all-with-x")),
+                    ("format", s("pdf")),
+                    ("x-tag", s("other")),
+                ]),
+                false,
+            ),
+            (
+                table(&[("x-match", s("all-with-x")), ("x-tag", s("t"))]),
+                true,
+            ),
+            (
+                table(&[
+                    ("x-match", s("any-with-x")),
+                    ("x-tag", s("t")),
+                    ("format", s("zip")),
+                ]),
+                true,
+            ),
             (table(&[("n", AMQPValue::ShortShortUInt(5))]), true),
             (table(&[("n", AMQPValue::Void)]), true),
             (table(&[("missing", AMQPValue::Void)]), false),
-            (table(&[("format", AMQPValue::ShortString("pdf".into()))]), true),
+            (
+                table(&[("format", AMQPValue::ShortString("pdf".into()))]),
+                true,
+            ),
             (table(&[]), true),
             (table(&[("x-match", s("any"))]), false),
         ];

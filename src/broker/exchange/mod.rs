@@ -76,7 +76,9 @@ pub struct Binding {
 
 impl Binding {
     fn same(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
-        &self.destination == destination && self.routing_key.as_str() == routing_key && &self.arguments == arguments
+        &self.destination == destination
+            && self.routing_key.as_str() == routing_key
+            && &self.arguments == arguments
     }
 }
 
@@ -91,7 +93,12 @@ pub trait BindingTable: Send + Sync + std::fmt::Debug {
     /// Adds a binding; false if an identical one exists.
     fn add(&mut self, binding: Binding) -> bool;
     /// Removes the identical binding; false if there was none.
-    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool;
+    fn remove(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool;
     /// Appends every matching binding's destination (duplicates allowed).
     fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>);
     /// Drops every binding to a destination; returns how many went.
@@ -120,7 +127,15 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Self {
-        Self { name, kind, durable, auto_delete, internal, arguments, table: RwLock::new(kind.new_table()) }
+        Self {
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            table: RwLock::new(kind.new_table()),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Box<dyn BindingTable>> {
@@ -135,7 +150,12 @@ impl Exchange {
         self.write().add(binding)
     }
 
-    pub fn unbind(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+    pub fn unbind(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
         self.write().remove(destination, routing_key, arguments)
     }
 
@@ -162,17 +182,38 @@ pub(crate) mod test_support {
 
     /// Distinct queues to bind in table tests.
     pub fn queue(name: &str) -> Arc<Queue> {
-        Arc::new(Queue::new(name.into(), "/".into(), false, None, false, FieldTable::default()))
+        Arc::new(Queue::new(
+            name.into(),
+            "/".into(),
+            false,
+            None,
+            false,
+            FieldTable::default(),
+        ))
     }
 
     pub fn binding(q: &Arc<Queue>, key: &str) -> Binding {
-        Binding { destination: Destination::Queue(q.clone()), routing_key: key.into(), arguments: FieldTable::default() }
+        Binding {
+            destination: Destination::Queue(q.clone()),
+            routing_key: key.into(),
+            arguments: FieldTable::default(),
+        }
     }
 
     /// Names of the queues a table routes to, sorted and deduplicated.
-    pub fn routed(table: &dyn BindingTable, key: &str, headers: Option<&FieldTable>) -> Vec<String> {
+    pub fn routed(
+        table: &dyn BindingTable,
+        key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
-        table.route(&RoutingInput { routing_key: key, headers }, &mut out);
+        table.route(
+            &RoutingInput {
+                routing_key: key,
+                headers,
+            },
+            &mut out,
+        );
         let mut names: Vec<String> = out
             .into_iter()
             .map(|d| match d {

@@ -61,7 +61,9 @@ impl Node {
             self.bindings.retain(keep);
             return before - self.bindings.len();
         };
-        let Some(child) = self.children.get_mut(*first) else { return 0 };
+        let Some(child) = self.children.get_mut(*first) else {
+            return 0;
+        };
         let removed = child.remove(rest, keep);
         if child.is_empty() {
             self.children.remove(*first);
@@ -94,7 +96,13 @@ impl BindingTable for TopicTable {
         for word in words(binding.routing_key.as_str()) {
             node = node.children.entry(word.into()).or_default();
         }
-        if node.bindings.iter().any(|b| b.same(&binding.destination, binding.routing_key.as_str(), &binding.arguments)) {
+        if node.bindings.iter().any(|b| {
+            b.same(
+                &binding.destination,
+                binding.routing_key.as_str(),
+                &binding.arguments,
+            )
+        }) {
             return false;
         }
         node.bindings.push(binding);
@@ -102,8 +110,15 @@ impl BindingTable for TopicTable {
         true
     }
 
-    fn remove(&mut self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
-        let removed = self.root.remove(&words(routing_key), &|b| !b.same(destination, routing_key, arguments));
+    fn remove(
+        &mut self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        let removed = self.root.remove(&words(routing_key), &|b| {
+            !b.same(destination, routing_key, arguments)
+        });
         self.count -= removed;
         removed > 0
     }
@@ -113,7 +128,9 @@ impl BindingTable for TopicTable {
     }
 
     fn remove_destination(&mut self, destination: &Destination) -> usize {
-        let removed = self.root.remove_everywhere(&|b| &b.destination != destination);
+        let removed = self
+            .root
+            .remove_everywhere(&|b| &b.destination != destination);
         self.count -= removed;
         removed
     }
@@ -175,7 +192,10 @@ mod tests {
             let mut t = TopicTable::default();
             t.add(binding(&q, binding_key));
             let hit = !routed(&t, routing_key, None).is_empty();
-            assert_eq!(hit, *expected, "binding '{binding_key}' with routing key '{routing_key}'");
+            assert_eq!(
+                hit, *expected,
+                "binding '{binding_key}' with routing key '{routing_key}'"
+            );
         }
     }
 
@@ -190,8 +210,16 @@ mod tests {
         assert_eq!(routed(&t, "stock.usd.nyse", None), ["a", "b"]);
         assert_eq!(routed(&t, "stock.usd", None), ["a", "c"]);
         assert_eq!(t.bindings().len(), 4);
-        assert!(t.remove(&Destination::Queue(a.clone()), "stock.#", &FieldTable::default()));
-        assert!(!t.remove(&Destination::Queue(a.clone()), "stock.#", &FieldTable::default()));
+        assert!(t.remove(
+            &Destination::Queue(a.clone()),
+            "stock.#",
+            &FieldTable::default()
+        ));
+        assert!(!t.remove(
+            &Destination::Queue(a.clone()),
+            "stock.#",
+            &FieldTable::default()
+        ));
         assert_eq!(routed(&t, "stock.usd", None), ["c"]);
         assert_eq!(t.remove_destination(&Destination::Queue(a)), 1);
         assert_eq!(t.bindings().len(), 2);
