@@ -2,7 +2,11 @@
 //! directory, and lapin clients connected to it.
 #![allow(dead_code)]
 
-use lapin::{Channel, Connection, ConnectionProperties};
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use std::time::Duration;
 use warren::{Config, Server};
 
@@ -71,4 +75,43 @@ pub fn reply_text(err: &lapin::Error) -> Option<String> {
 /// Bounds an await so a broken broker fails the test instead of hanging it.
 pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// How long a test waits before concluding that nothing more is coming.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// Declares a plain (non-durable, non-exclusive) queue.
+pub async fn declare_queue(ch: &Channel, name: &str) -> lapin::Queue {
+    ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect("queue.declare")
+}
+
+/// The queue's message and consumer counts, as a passive queue.declare reports them.
+pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let q = ch.queue_declare(name.into(), passive, FieldTable::default()).await.expect("passive queue.declare");
+    (q.message_count(), q.consumer_count())
+}
+
+/// Publishes a body with default properties.
+pub async fn publish(ch: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
+    let options = BasicPublishOptions::default();
+    ch.basic_publish(exchange.into(), routing_key.into(), options, body, BasicProperties::default())
+        .await
+        .expect("basic.publish");
+}
+
+/// The next delivery of a consumer; fails the test if it errors, ends or takes too long.
+pub async fn next_delivery(consumer: &mut Consumer) -> Delivery {
+    match within("a delivery", consumer.next()).await {
+        Some(Ok(delivery)) => delivery,
+        Some(Err(e)) => panic!("consumer failed: {e}"),
+        None => panic!("consumer ended while a delivery was expected"),
+    }
+}
+
+/// Asserts that a consumer receives nothing more within `QUIET`.
+pub async fn assert_no_delivery(consumer: &mut Consumer) {
+    if let Ok(Some(next)) = tokio::time::timeout(QUIET, consumer.next()).await {
+        panic!("expected no further delivery, got {:?}", next.map(|d| String::from_utf8_lossy(&d.data).into_owned()));
+    }
 }
