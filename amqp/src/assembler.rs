@@ -121,9 +121,9 @@ impl CommandAssembler {
                     Ok(complete(method, None))
                 }
             }
-            (State::Idle, _) => {
-                Err(ProtocolError::UnexpectedFrame("expected method frame, got non method frame instead".into()))
-            }
+            (State::Idle, _) => Err(ProtocolError::UnexpectedFrame(
+                "expected method frame, got non method frame instead".into(),
+            )),
             (State::WantHeader(method), FrameKind::Header) => {
                 self.on_header(method, frame.payload, max_body)
             }
@@ -144,8 +144,18 @@ impl CommandAssembler {
                 }
                 partial.remaining -= len;
                 if partial.remaining == 0 {
-                    let PartialContent { method, properties, raw_properties, body, .. } = *partial;
-                    let content = Content { properties, raw_properties, body: body.into_bytes() };
+                    let PartialContent {
+                        method,
+                        properties,
+                        raw_properties,
+                        body,
+                        ..
+                    } = *partial;
+                    let content = Content {
+                        properties,
+                        raw_properties,
+                        body: body.into_bytes(),
+                    };
                     return Ok(complete(method, Some(content)));
                 }
                 self.state = State::WantBody(partial);
@@ -157,7 +167,12 @@ impl CommandAssembler {
         }
     }
 
-    fn on_header(&mut self, method: AMQPClass, mut payload: Bytes, max_body: u64) -> Result<Assembled, ProtocolError> {
+    fn on_header(
+        &mut self,
+        method: AMQPClass,
+        mut payload: Bytes,
+        max_body: u64,
+    ) -> Result<Assembled, ProtocolError> {
         if payload.len() < 14 {
             return Err(ProtocolError::Malformed("content header frame".into()));
         }
@@ -178,7 +193,11 @@ impl CommandAssembler {
             return Ok(Assembled::TooLarge { size: body_size });
         }
         if body_size == 0 {
-            let content = Content { properties, raw_properties: payload, body: Bytes::new() };
+            let content = Content {
+                properties,
+                raw_properties: payload,
+                body: Bytes::new(),
+            };
             return Ok(complete(method, Some(content)));
         }
         self.state = State::WantBody(Box::new(PartialContent {
@@ -199,16 +218,23 @@ fn complete(method: AMQPClass, content: Option<Content>) -> Assembled {
 /// Parses a method frame's payload, telling unknown methods apart from malformed arguments.
 pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
     if payload.len() < 4 {
-        return Err(ProtocolError::Malformed("method frame shorter than its class and method ids".into()));
+        return Err(ProtocolError::Malformed(
+            "method frame shorter than its class and method ids".into(),
+        ));
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let method_id = u16::from_be_bytes([payload[2], payload[3]]);
     if !is_known_method(class_id, method_id) {
-        return Err(ProtocolError::UnknownMethod { class_id, method_id });
+        return Err(ProtocolError::UnknownMethod {
+            class_id,
+            method_id,
+        });
     }
     match parse_class(payload) {
         Ok((_, method)) => Ok(method),
-        Err(_) => Err(ProtocolError::Malformed(format!("arguments of method {class_id}.{method_id}"))),
+        Err(_) => Err(ProtocolError::Malformed(format!(
+            "arguments of method {class_id}.{method_id}"
+        ))),
     }
 }
 
@@ -219,7 +245,9 @@ fn is_known_method(class_id: u16, method_id: u16) -> bool {
         30 => &[10, 11],
         40 => &[10, 11, 20, 21, 30, 31, 40, 51],
         50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
-        60 => &[10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
         85 => &[10, 11],
         90 => &[10, 11, 20, 21, 30, 31],
         _ => &[],
@@ -274,8 +302,13 @@ mod tests {
     #[test]
     fn assembles_a_publish_split_over_several_body_frames() {
         let mut asm = CommandAssembler::new();
-        assert_eq!(asm.push(method_frame(&publish()), u64::MAX).unwrap(), Assembled::Incomplete);
-        let props = BasicProperties::default().with_delivery_mode(2).with_content_type("text/plain".into());
+        assert_eq!(
+            asm.push(method_frame(&publish()), u64::MAX).unwrap(),
+            Assembled::Incomplete
+        );
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("text/plain".into());
         let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let frames = content_frames(&props, &body, 4096);
         assert_eq!(frames.len(), 4, "one header and three body frames");
@@ -299,8 +332,12 @@ mod tests {
         asm.push(method_frame(&publish()), u64::MAX).unwrap();
         let frames = content_frames(&BasicProperties::default(), b"", 4096);
         assert_eq!(frames.len(), 1);
-        let done = asm.push(frames.into_iter().next().unwrap(), u64::MAX).unwrap();
-        assert!(matches!(done, Assembled::Command(c) if c.content.as_ref().is_some_and(|ct| ct.body.is_empty())));
+        let done = asm
+            .push(frames.into_iter().next().unwrap(), u64::MAX)
+            .unwrap();
+        assert!(
+            matches!(done, Assembled::Command(c) if c.content.as_ref().is_some_and(|ct| ct.body.is_empty()))
+        );
     }
 
     #[test]
@@ -315,7 +352,10 @@ mod tests {
         assert!(asm.push(body.clone(), u64::MAX).is_err());
         asm.reset();
         asm.push(method_frame(&publish()), u64::MAX).unwrap();
-        assert!(asm.push(method_frame(&publish()), u64::MAX).is_err(), "method instead of header");
+        assert!(
+            asm.push(method_frame(&publish()), u64::MAX).is_err(),
+            "method instead of header"
+        );
     }
 
     #[test]
@@ -325,8 +365,15 @@ mod tests {
         let mut frames = content_frames(&BasicProperties::default(), b"0123456789", 4096);
         let header = frames.remove(0);
         asm.push(header, u64::MAX).unwrap();
-        let long = Frame { kind: FrameKind::Body, channel: 1, payload: Bytes::from_static(&[0; 20]) };
-        assert_eq!(asm.push(long, u64::MAX).unwrap_err().reply_code(), crate::reply::UNEXPECTED_FRAME);
+        let long = Frame {
+            kind: FrameKind::Body,
+            channel: 1,
+            payload: Bytes::from_static(&[0; 20]),
+        };
+        assert_eq!(
+            asm.push(long, u64::MAX).unwrap_err().reply_code(),
+            crate::reply::UNEXPECTED_FRAME
+        );
     }
 
     #[test]
@@ -335,16 +382,25 @@ mod tests {
         asm.push(method_frame(&publish()), u64::MAX).unwrap();
         let frames = content_frames(&BasicProperties::default(), b"0123456789", 4096);
         let header = frames.into_iter().next().unwrap();
-        assert_eq!(asm.push(header, 5).unwrap(), Assembled::TooLarge { size: 10 });
+        assert_eq!(
+            asm.push(header, 5).unwrap(),
+            Assembled::TooLarge { size: 10 }
+        );
     }
 
     #[test]
     fn unknown_and_malformed_methods_are_told_apart() {
         assert_eq!(
             parse_method(&[0, 99, 0, 10]),
-            Err(ProtocolError::UnknownMethod { class_id: 99, method_id: 10 })
+            Err(ProtocolError::UnknownMethod {
+                class_id: 99,
+                method_id: 10
+            })
         );
-        assert!(matches!(parse_method(&[0, 60, 3, 231]), Err(ProtocolError::UnknownMethod { .. })));
+        assert!(matches!(
+            parse_method(&[0, 60, 3, 231]),
+            Err(ProtocolError::UnknownMethod { .. })
+        ));
         // queue.declare whose queue name claims 200 bytes that are not there
         let err = parse_method(&[0, 50, 0, 10, 0, 0, 200, b'q']).unwrap_err();
         assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);

@@ -4,7 +4,9 @@
 //! publisher ack/nack, content frames) are written by hand straight into the buffer: no
 //! intermediate structs, no allocation per message.
 
-use crate::frame::{FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_OVERHEAD};
+use crate::frame::{
+    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_OVERHEAD,
+};
 use crate::CLASS_BASIC;
 use amq_protocol::protocol::{basic, gen_class, AMQPClass, BasicProperties};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -45,20 +47,32 @@ pub fn method(buf: &mut BytesMut, channel: u16, method: &AMQPClass) {
 
 /// Encodes properties (flags and list) as a content header carries them.
 pub fn properties(buf: &mut BytesMut, props: &BasicProperties) {
-    if let Ok((bytes, _)) = cookie_factory::gen(basic::gen_properties(props), Vec::with_capacity(32)) {
+    if let Ok((bytes, _)) =
+        cookie_factory::gen(basic::gen_properties(props), Vec::with_capacity(32))
+    {
         buf.put_slice(&bytes);
     }
 }
 
 /// A content header and the body frames, split so no frame exceeds `frame_max`.
-pub fn content(buf: &mut BytesMut, channel: u16, raw_properties: &[u8], body: &Bytes, frame_max: u32) {
+pub fn content(
+    buf: &mut BytesMut,
+    channel: u16,
+    raw_properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) {
     let at = begin(buf, FRAME_HEADER, channel);
     buf.put_u16(CLASS_BASIC);
     buf.put_u16(0);
     buf.put_u64(body.len() as u64);
     buf.put_slice(raw_properties);
     finish(buf, at);
-    let max_payload = if frame_max == 0 { usize::MAX } else { frame_max as usize - FRAME_OVERHEAD };
+    let max_payload = if frame_max == 0 {
+        usize::MAX
+    } else {
+        frame_max as usize - FRAME_OVERHEAD
+    };
     for chunk in body.chunks(max_payload.max(1)) {
         let at = begin(buf, FRAME_BODY, channel);
         buf.put_slice(chunk);
@@ -109,7 +123,14 @@ pub fn get_ok(
 }
 
 /// basic.return (60.50).
-pub fn basic_return(buf: &mut BytesMut, channel: u16, reply_code: u16, reply_text: &str, exchange: &str, routing_key: &str) {
+pub fn basic_return(
+    buf: &mut BytesMut,
+    channel: u16,
+    reply_code: u16,
+    reply_text: &str,
+    exchange: &str,
+    routing_key: &str,
+) {
     let at = begin(buf, FRAME_METHOD, channel);
     buf.put_u16(CLASS_BASIC);
     buf.put_u16(50);
@@ -163,18 +184,22 @@ mod tests {
     fn generic_methods_round_trip() {
         let mut args = FieldTable::default();
         args.insert("x-message-ttl".into(), AMQPValue::LongInt(5));
-        roundtrip(AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: "q".into(),
-            durable: true,
-            arguments: args,
-            ..Default::default()
-        })));
-        roundtrip(AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: 320,
-            reply_text: "CONNECTION_FORCED".into(),
-            class_id: 0,
-            method_id: 0,
-        })));
+        roundtrip(AMQPClass::Queue(queue::AMQPMethod::Declare(
+            queue::Declare {
+                queue: "q".into(),
+                durable: true,
+                arguments: args,
+                ..Default::default()
+            },
+        )));
+        roundtrip(AMQPClass::Connection(connection::AMQPMethod::Close(
+            connection::Close {
+                reply_code: 320,
+                reply_text: "CONNECTION_FORCED".into(),
+                class_id: 0,
+                method_id: 0,
+            },
+        )));
     }
 
     #[test]
@@ -183,48 +208,66 @@ mod tests {
             {
                 let mut b = BytesMut::new();
                 deliver(&mut b, 1, "ctag", 42, true, "ex", "rk");
-                (b, AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
-                    consumer_tag: "ctag".into(),
-                    delivery_tag: 42,
-                    redelivered: true,
-                    exchange: "ex".into(),
-                    routing_key: "rk".into(),
-                })))
+                (
+                    b,
+                    AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                        consumer_tag: "ctag".into(),
+                        delivery_tag: 42,
+                        redelivered: true,
+                        exchange: "ex".into(),
+                        routing_key: "rk".into(),
+                    })),
+                )
             },
             {
                 let mut b = BytesMut::new();
                 get_ok(&mut b, 1, 9, false, "", "q", 3);
-                (b, AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
-                    delivery_tag: 9,
-                    redelivered: false,
-                    exchange: "".into(),
-                    routing_key: "q".into(),
-                    message_count: 3,
-                })))
+                (
+                    b,
+                    AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                        delivery_tag: 9,
+                        redelivered: false,
+                        exchange: "".into(),
+                        routing_key: "q".into(),
+                        message_count: 3,
+                    })),
+                )
             },
             {
                 let mut b = BytesMut::new();
                 basic_return(&mut b, 1, 312, "NO_ROUTE", "amq.direct", "nowhere");
-                (b, AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
-                    reply_code: 312,
-                    reply_text: "NO_ROUTE".into(),
-                    exchange: "amq.direct".into(),
-                    routing_key: "nowhere".into(),
-                })))
+                (
+                    b,
+                    AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                        reply_code: 312,
+                        reply_text: "NO_ROUTE".into(),
+                        exchange: "amq.direct".into(),
+                        routing_key: "nowhere".into(),
+                    })),
+                )
             },
             {
                 let mut b = BytesMut::new();
                 confirm(&mut b, 1, true, 17, true);
-                (b, AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 17, multiple: true })))
+                (
+                    b,
+                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                        delivery_tag: 17,
+                        multiple: true,
+                    })),
+                )
             },
             {
                 let mut b = BytesMut::new();
                 confirm(&mut b, 1, false, 18, false);
-                (b, AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-                    delivery_tag: 18,
-                    multiple: false,
-                    requeue: false,
-                })))
+                (
+                    b,
+                    AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                        delivery_tag: 18,
+                        multiple: false,
+                        requeue: false,
+                    })),
+                )
             },
         ];
         for (mut written, expected) in cases {

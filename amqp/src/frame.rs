@@ -56,9 +56,14 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Proto
     let kind_octet = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    let kind = FrameKind::from_octet(kind_octet).ok_or(ProtocolError::UnknownFrameType(kind_octet))?;
+    let kind =
+        FrameKind::from_octet(kind_octet).ok_or(ProtocolError::UnknownFrameType(kind_octet))?;
     if frame_max != 0 && size > frame_max {
-        return Err(ProtocolError::FrameTooLarge { kind: kind_octet, size, max: frame_max });
+        return Err(ProtocolError::FrameTooLarge {
+            kind: kind_octet,
+            size,
+            max: frame_max,
+        });
     }
     let total = FRAME_HEADER_SIZE + size as usize + 1;
     if buf.len() < total {
@@ -67,12 +72,19 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Proto
     }
     let end = buf[total - 1];
     if end != FRAME_END {
-        return Err(ProtocolError::BadFrameEnd { kind: kind_octet, end });
+        return Err(ProtocolError::BadFrameEnd {
+            kind: kind_octet,
+            end,
+        });
     }
     buf.advance(FRAME_HEADER_SIZE);
     let payload = buf.split_to(size as usize).freeze();
     buf.advance(1);
-    Ok(Some(Frame { kind, channel, payload }))
+    Ok(Some(Frame {
+        kind,
+        channel,
+        payload,
+    }))
 }
 
 #[cfg(test)]
@@ -113,7 +125,14 @@ mod tests {
     fn rejects_oversized_frames_before_buffering_them() {
         let mut buf = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 1, 0, 0][..]);
         let err = decode(&mut buf, 4096).unwrap_err();
-        assert_eq!(err, ProtocolError::FrameTooLarge { kind: FRAME_BODY, size: 65536, max: 4096 });
+        assert_eq!(
+            err,
+            ProtocolError::FrameTooLarge {
+                kind: FRAME_BODY,
+                size: 65536,
+                max: 4096
+            }
+        );
         assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
         assert_eq!(err.to_string(), "type 3: {frame_too_large,65536,4088}");
     }
@@ -129,8 +148,17 @@ mod tests {
     #[test]
     fn rejects_bad_end_octet_and_unknown_type() {
         let mut bad_end = raw(FRAME_METHOD, 1, b"x", 0);
-        assert_eq!(decode(&mut bad_end, 0), Err(ProtocolError::BadFrameEnd { kind: FRAME_METHOD, end: 0 }));
+        assert_eq!(
+            decode(&mut bad_end, 0),
+            Err(ProtocolError::BadFrameEnd {
+                kind: FRAME_METHOD,
+                end: 0
+            })
+        );
         let mut bad_type = raw(9, 1, b"x", FRAME_END);
-        assert_eq!(decode(&mut bad_type, 0), Err(ProtocolError::UnknownFrameType(9)));
+        assert_eq!(
+            decode(&mut bad_type, 0),
+            Err(ProtocolError::UnknownFrameType(9))
+        );
     }
 }

@@ -37,6 +37,8 @@ pub struct QueueSpec {
     pub exclusive: bool,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The server chose the name (the client declared ''): the reserved prefix is its own.
+    pub server_named: bool,
 }
 
 /// Queue arguments RabbitMQ compares when a queue is declared again.
@@ -207,7 +209,7 @@ impl VHost {
         spec: QueueSpec,
         connection: ConnectionId,
     ) -> AmqpResult<Arc<Queue>> {
-        if !spec.passive && spec.name.starts_with("amq.") {
+        if !spec.passive && !spec.server_named && spec.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
                 spec.name
@@ -324,6 +326,9 @@ impl VHost {
     ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange)?;
         let q = self.queue_for(queue, connection)?;
+        x.kind
+            .validate_binding(&arguments)
+            .map_err(AmqpError::precondition_failed)?;
         x.bind(Binding {
             destination: Destination::Queue(q),
             routing_key: routing_key.into(),
@@ -366,6 +371,9 @@ impl VHost {
     ) -> AmqpResult<()> {
         let d = self.source_for_binding(destination)?;
         let s = self.source_for_binding(source)?;
+        s.kind
+            .validate_binding(&arguments)
+            .map_err(AmqpError::precondition_failed)?;
         s.bind(Binding {
             destination: Destination::Exchange(d),
             routing_key: routing_key.into(),

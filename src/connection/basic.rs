@@ -33,6 +33,14 @@ impl Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        if let Some(user_id) = content.properties.user_id() {
+            if user_id.as_str() != self.user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{user_id}' but authenticated user was '{}'",
+                    self.user
+                )));
+            }
+        }
         let exchange = self.vhost.exchange(m.exchange.as_str())?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(

@@ -80,6 +80,7 @@ pub async fn serve(
         routing_scratch: Vec::new(),
         routed: Vec::new(),
         closing: None,
+        user: negotiated.user.clone(),
         cancel_notify: negotiated.cancel_notify,
     };
     let mut events = events;
@@ -161,6 +162,8 @@ pub(crate) struct Connection {
     /// Reused per publish so routing allocates nothing in the steady state.
     routing_scratch: Vec<crate::broker::exchange::Destination>,
     routed: Vec<Arc<Queue>>,
+    /// The authenticated user, which publishes' user_id must match.
+    user: String,
     /// Set once connection.close was sent: the reason, waiting for close-ok.
     closing: Option<AmqpError>,
     /// The client announced consumer_cancel_notify: it is told when its consumers are cancelled.
@@ -330,6 +333,10 @@ impl Connection {
         };
         match method {
             AMQPClass::Connection(conn::AMQPMethod::Close(close)) => {
+                // Requeue what the client held before confirming the close, as RabbitMQ does.
+                self.flush_confirms();
+                let ids: Vec<u16> = self.channels.keys().copied().collect();
+                ids.into_iter().for_each(|id| self.close_channel(id));
                 self.io.send(
                     0,
                     &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
@@ -583,8 +590,14 @@ impl Connection {
             return;
         };
         let consumers: Vec<_> = channel.consumers.drain().map(|(_, c)| c).collect();
-        let unacked: Vec<_> = channel.unacked.drain(..).collect();
-        channel.tx = None;
+        let mut unacked: Vec<_> = channel.unacked.drain(..).collect();
+        // Acks of an uncommitted transaction never happened: those deliveries go back too.
+        for op in channel.tx.take().unwrap_or_default() {
+            if let channel::TxOp::Settle { deliveries, .. } = op {
+                unacked.extend(deliveries);
+            }
+        }
+        unacked.sort_by_key(|u| u.tag);
         for c in consumers {
             self.release_consumer(channel_id, c.consumer.tag.as_str(), &c.queue);
         }
@@ -638,7 +651,12 @@ impl Connection {
         // No queue delivers to this connection any more; what it already sent goes back.
         events.close();
         while let Ok(event) = events.try_recv() {
-            if let ConnectionEvent::Deliver { queue, consumer, entry } = event {
+            if let ConnectionEvent::Deliver {
+                queue,
+                consumer,
+                entry,
+            } = event
+            {
                 consumer.in_transit.give_back(1);
                 consumer.settle(1);
                 queue.restore(entry, !consumer.no_ack);

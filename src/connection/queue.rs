@@ -26,6 +26,7 @@ impl Connection {
                 exclusive: m.exclusive,
                 auto_delete: m.auto_delete,
                 arguments: m.arguments,
+                server_named: m.queue.as_str().is_empty() && !m.passive,
             },
             self.id,
         )?;

@@ -35,7 +35,27 @@ fn match_mode_name(name: &str) -> MatchMode {
     }
 }
 
-/// Numbers compare by value and strings by bytes whatever their wire type, as in RabbitMQ.
+/// Checks a headers binding's `x-match`, with RabbitMQ's texts.
+pub fn validate_binding(arguments: &FieldTable) -> Result<(), String> {
+    match arguments.inner().get("x-match") {
+        None => Ok(()),
+        Some(AMQPValue::LongString(s)) => match s.as_bytes() {
+            b"all" | b"any" | b"all-with-x" | b"any-with-x" => Ok(()),
+            other => Err(format!(
+                "Invalid x-match field value <<\"{}\">>; expected all, any, all-with-x, or any-with-x",
+                String::from_utf8_lossy(other)
+            )),
+        },
+        Some(other) => Err(format!(
+            "Invalid x-match field type {} (value {other:?}); expected longstr",
+            other.get_type()
+        )),
+    }
+}
+
+/// Numbers compare by value and strings by bytes whatever their wire type, as RabbitMQ 3.x
+/// compares the decoded values (5 equals 5.0, a byte array equals a long string of the same
+/// bytes).
 fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
     fn as_int(v: &AMQPValue) -> Option<i128> {
         Some(match v {
@@ -50,14 +70,25 @@ fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
             _ => return None,
         })
     }
+    fn as_float(v: &AMQPValue) -> Option<f64> {
+        match v {
+            AMQPValue::Float(f) => Some(f64::from(*f)),
+            AMQPValue::Double(d) => Some(*d),
+            other => as_int(other).map(|n| n as f64),
+        }
+    }
     fn as_bytes(v: &AMQPValue) -> Option<&[u8]> {
         match v {
             AMQPValue::ShortString(s) => Some(s.as_str().as_bytes()),
             AMQPValue::LongString(s) => Some(s.as_bytes()),
+            AMQPValue::ByteArray(b) => Some(b.as_slice()),
             _ => None,
         }
     }
     if let (Some(x), Some(y)) = (as_int(a), as_int(b)) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (as_float(a), as_float(b)) {
         return x == y;
     }
     if let (Some(x), Some(y)) = (as_bytes(a), as_bytes(b)) {
@@ -203,6 +234,11 @@ mod tests {
                 true,
             ),
             (table(&[("n", AMQPValue::ShortShortUInt(5))]), true),
+            (table(&[("n", AMQPValue::Double(5.0))]), true),
+            (
+                table(&[("format", AMQPValue::ByteArray(b"pdf".to_vec().into()))]),
+                true,
+            ),
             (table(&[("n", AMQPValue::Void)]), true),
             (table(&[("missing", AMQPValue::Void)]), false),
             (
@@ -216,6 +252,10 @@ mod tests {
             assert_eq!(matches(args, Some(&msg)), *expected, "case {i}: {args:?}");
         }
         assert!(!matches(&table(&[("format", s("pdf"))]), None));
+        assert!(validate_binding(&table(&[("x-match", s("any-with-x"))])).is_ok());
+        let bad = validate_binding(&table(&[("x-match", s("some"))])).unwrap_err();
+        assert_eq!(bad, "Invalid x-match field value <<\"some\">>; expected all, any, all-with-x, or any-with-x");
+        assert!(validate_binding(&table(&[("x-match", AMQPValue::LongInt(1))])).is_err());
         assert!(matches(&table(&[]), None));
     }
 }

@@ -40,6 +40,14 @@ impl ExchangeKind {
         }
     }
 
+    /// Checks a new binding's arguments (only headers exchanges have rules).
+    pub fn validate_binding(self, arguments: &FieldTable) -> Result<(), String> {
+        match self {
+            Self::Headers => headers::validate_binding(arguments),
+            _ => Ok(()),
+        }
+    }
+
     fn new_table(self) -> Box<dyn BindingTable> {
         match self {
             Self::Direct => Box::<direct::DirectTable>::default(),
