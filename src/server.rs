@@ -26,7 +26,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let broker = Arc::new(Broker::new(config));
+    let data_dir = config.data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(std::io::Error::other)?;
+    let broker = Arc::new(opened.map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot open the store in {}: {e}",
+            data_dir.display()
+        ))
+    })?);
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -60,6 +69,8 @@ pub async fn run(
     if drained.await.is_err() {
         connections.abort_all();
     }
+    let store = broker.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
     info!("Warren stopped");
     Ok(())
 }

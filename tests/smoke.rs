@@ -10,12 +10,29 @@ use lapin::BasicProperties;
 async fn publish_and_consume_one_message() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare("q".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    ch.basic_publish("".into(), "q".into(), BasicPublishOptions::default(), b"hello", BasicProperties::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "q".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "q".into(),
+        BasicPublishOptions::default(),
+        b"hello",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
     let mut consumer = ch
-        .basic_consume("q".into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "q".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let delivery = within("delivery", consumer.next()).await.unwrap().unwrap();

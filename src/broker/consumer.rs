@@ -32,6 +32,10 @@ pub enum ConnectionEvent {
         channel: u16,
         consumer_tag: ShortString,
     },
+    /// A publish's persistent copies reached the disk (or failed to: `ok` false).
+    Persisted { channel: u16, seq: u64, ok: bool },
+    /// A transaction's persistent messages reached the disk: commit-ok may go.
+    TxDurable { channel: u16 },
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;

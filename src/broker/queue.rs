@@ -3,10 +3,14 @@
 //! Publishers' and consumers' connection tasks call in directly; one short mutex per queue
 //! (never a broker-wide lock) guards the state. Deliveries leave through consumers' mailboxes,
 //! so no connection ever waits on another's socket.
+//!
+//! A durable queue also records its persistent messages' entries in the store, from under the
+//! same lock, so the store sees each entry's put before any removal of it.
 
 use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
 use super::message::{Message, QueueEntry};
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::{StoreHandle, StoreOp};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use warren_amqp::{FieldTable, ShortString};
@@ -20,7 +24,16 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnectionId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// Set for durable queues: where their persistent messages' entries are recorded.
+    storage: Option<QueueStorage>,
     state: Mutex<QueueState>,
+}
+
+#[derive(Debug)]
+struct QueueStorage {
+    store: Arc<StoreHandle>,
+    /// The queue's id in the store.
+    id: u64,
 }
 
 #[derive(Debug, Default)]
@@ -32,8 +45,6 @@ struct QueueState {
     next_seq: u64,
     /// Deliveries handed out and not yet acked, rejected or returned.
     unacked: usize,
-    /// Auto-delete queues go away when their last consumer leaves, but only once they had one.
-    had_consumer: bool,
     deleted: bool,
 }
 
@@ -62,8 +73,62 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            storage: None,
             state: Mutex::default(),
         }
+    }
+
+    /// Makes the queue record its persistent messages under `id` in `store`.
+    pub fn with_storage(mut self, store: Arc<StoreHandle>, id: u64) -> Self {
+        self.storage = Some(QueueStorage { store, id });
+        self
+    }
+
+    /// The queue's id in the store, for durable queues.
+    pub fn store_id(&self) -> Option<u64> {
+        self.storage.as_ref().map(|s| s.id)
+    }
+
+    /// The store op for an entry of this queue, if it is on disk.
+    fn stored(&self, entry: &QueueEntry) -> Option<&QueueStorage> {
+        self.storage.as_ref().filter(|_| entry.message.is_stored())
+    }
+
+    /// Records that a delivered entry may come back redelivered after a crash.
+    fn mark_delivered(&self, entry: &QueueEntry) {
+        if let (Some(s), false) = (self.stored(entry), entry.redelivered) {
+            s.store.submit(StoreOp::PutEntry {
+                queue: s.id,
+                seq: entry.seq,
+                message: entry.message.store_id,
+                redelivered: true,
+            });
+        }
+    }
+
+    /// An entry leaves this queue for good: its record goes, and the message's stored copy
+    /// with it when no other durable queue holds it. `queue_gone`: the whole queue's records
+    /// were removed already.
+    fn forget(&self, entry: &QueueEntry, queue_gone: bool) {
+        let Some(s) = self.stored(entry) else { return };
+        if !queue_gone {
+            s.store.submit(StoreOp::RemoveEntry {
+                queue: s.id,
+                seq: entry.seq,
+            });
+        }
+        if entry.message.release_stored() {
+            s.store.submit(StoreOp::RemoveMessage {
+                id: entry.message.store_id,
+            });
+        }
+    }
+
+    /// Refills a durable queue from the store at start.
+    pub fn recover(&self, entries: Vec<QueueEntry>) {
+        let mut state = self.state();
+        state.next_seq = entries.last().map_or(0, |e| e.seq + 1);
+        state.ready = entries.into();
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
@@ -99,6 +164,14 @@ impl Queue {
             message,
             redelivered: false,
         };
+        if let Some(s) = self.stored(&entry) {
+            s.store.submit(StoreOp::PutEntry {
+                queue: s.id,
+                seq,
+                message: entry.message.store_id,
+                redelivered: false,
+            });
+        }
         if state.ready.is_empty() {
             if let Some(consumer) = state.next_ready_consumer() {
                 self.send(&mut state, consumer, entry);
@@ -126,7 +199,6 @@ impl Queue {
             )));
         }
         state.consumers.push(consumer);
-        state.had_consumer = true;
         self.dispatch_locked(&mut state);
         Ok(())
     }
@@ -161,6 +233,9 @@ impl Queue {
         let entry = state.ready.pop_front()?;
         if ack {
             state.unacked += 1;
+            self.mark_delivered(&entry);
+        } else {
+            self.forget(&entry, false);
         }
         Some((entry, state.ready.len() as u32))
     }
@@ -188,6 +263,7 @@ impl Queue {
         for mut entry in entries {
             returned += 1;
             if state.deleted {
+                self.forget(&entry, true);
                 continue;
             }
             entry.redelivered |= redelivered;
@@ -201,8 +277,13 @@ impl Queue {
     }
 
     /// Acked or rejected-without-requeue deliveries leave the queue for good.
-    pub fn settle(&self, count: usize) {
+    pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a QueueEntry>) {
         let mut state = self.state();
+        let mut count = 0;
+        for entry in entries {
+            count += 1;
+            self.forget(entry, state.deleted);
+        }
         state.unacked = state.unacked.saturating_sub(count);
     }
 
@@ -224,41 +305,54 @@ impl Queue {
     }
 
     fn send(self: &Arc<Self>, state: &mut QueueState, consumer: Arc<Consumer>, entry: QueueEntry) {
-        if !consumer.no_ack {
+        if consumer.mailbox.is_closed() {
+            // The connection is gone without removing its consumer (it was aborted).
+            state.consumers.retain(|c| !Arc::ptr_eq(c, &consumer));
+            let at = state.ready.partition_point(|e| e.seq < entry.seq);
+            state.ready.insert(at, entry);
+            return;
+        }
+        if consumer.no_ack {
+            // Delivered without acknowledgement: gone from the queue once sent.
+            self.forget(&entry, false);
+        } else {
             state.unacked += 1;
+            self.mark_delivered(&entry);
         }
         let event = ConnectionEvent::Deliver {
             queue: self.clone(),
             consumer: consumer.clone(),
             entry,
         };
-        if let Err(undelivered) = consumer.mailbox.send(event) {
-            // The connection is gone; its cleanup will remove the consumer. Keep the message.
-            if let ConnectionEvent::Deliver { entry, .. } = undelivered.0 {
-                if !consumer.no_ack {
-                    state.unacked -= 1;
-                }
-                let at = state.ready.partition_point(|e| e.seq < entry.seq);
-                state.ready.insert(at, entry);
-            }
-            state.consumers.retain(|c| !Arc::ptr_eq(c, &consumer));
-        }
+        // Cannot fail: a connection removes its consumers before closing its mailbox.
+        let _ = consumer.mailbox.send(event);
     }
 
     pub fn purge(&self) -> u32 {
         let mut state = self.state();
         let n = state.ready.len() as u32;
-        state.ready.clear();
+        for entry in std::mem::take(&mut state.ready) {
+            self.forget(&entry, false);
+        }
         n
     }
 
-    /// Marks the queue deleted, drops its messages and returns its message count and the
-    /// consumers to notify with basic.cancel.
+    /// Marks the queue deleted, drops its messages (and its records in the store) and returns
+    /// its message count and the consumers to notify with basic.cancel.
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut state = self.state();
         state.deleted = true;
+        if let Some(s) = &self.storage {
+            s.store.submit(StoreOp::DeleteQueue {
+                vhost: self.vhost.clone(),
+                name: self.name.to_string(),
+                id: s.id,
+            });
+        }
         let n = state.ready.len() as u32;
-        state.ready.clear();
+        for entry in std::mem::take(&mut state.ready) {
+            self.forget(&entry, true);
+        }
         (n, std::mem::take(&mut state.consumers))
     }
 

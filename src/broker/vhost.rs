@@ -5,6 +5,7 @@ use super::consumer::ConnectionId;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RoutingInput};
 use super::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, StoreHandle, StoreOp};
 use dashmap::DashMap;
 use std::sync::Arc;
 use warren_amqp::{AMQPValue, FieldTable, ShortString};
@@ -14,6 +15,8 @@ pub struct VHost {
     pub name: String,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
+    /// Where durable exchanges, queues and bindings are recorded.
+    store: Arc<StoreHandle>,
 }
 
 /// The arguments of exchange.declare.
@@ -57,11 +60,12 @@ const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
 ];
 
 impl VHost {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, store: Arc<StoreHandle>) -> Self {
         let vhost = Self {
             name: name.to_string(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            store,
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -144,6 +148,10 @@ impl VHost {
                     spec.internal,
                     spec.arguments.clone(),
                 );
+                if x.durable {
+                    self.store
+                        .submit(StoreOp::PutExchange(self.exchange_record(&x)));
+                }
                 return Ok(v.insert(Arc::new(x)).clone());
             }
         };
@@ -199,8 +207,9 @@ impl VHost {
                 self.name
             )));
         }
-        self.exchanges.remove(name);
-        self.unbind_everywhere(&Destination::Exchange(exchange));
+        if self.exchanges.remove(name).is_some() {
+            self.forget_exchange(&exchange);
+        }
         Ok(())
     }
 
@@ -223,7 +232,7 @@ impl VHost {
         let queue = match self.queues.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
-                let q = Queue::new(
+                let mut q = Queue::new(
                     spec.name.as_str().into(),
                     self.name.clone(),
                     durable,
@@ -231,6 +240,17 @@ impl VHost {
                     spec.auto_delete,
                     spec.arguments.clone(),
                 );
+                if durable {
+                    let id = self.store.next_queue_id();
+                    self.store.submit(StoreOp::PutQueue(QueueRecord {
+                        vhost: self.name.clone(),
+                        name: spec.name.clone(),
+                        id,
+                        auto_delete: spec.auto_delete,
+                        arguments: spec.arguments.clone(),
+                    }));
+                    q = q.with_storage(self.store.clone(), id);
+                }
                 return Ok(v.insert(Arc::new(q)).clone());
             }
         };
@@ -288,7 +308,11 @@ impl VHost {
     fn unbind_everywhere(&self, destination: &Destination) {
         let mut emptied = Vec::new();
         for x in self.exchanges() {
-            if x.unbind_destination(destination) > 0 && x.auto_delete && !x.has_bindings() {
+            let removed = x.unbind_destination(destination);
+            for b in &removed {
+                self.record_binding(&x, b, false);
+            }
+            if !removed.is_empty() && x.auto_delete && !x.has_bindings() {
                 emptied.push(x);
             }
         }
@@ -303,7 +327,86 @@ impl VHost {
             .remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange))
             .is_some()
         {
-            self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
+            self.forget_exchange(exchange);
+        }
+    }
+
+    /// After an exchange left the map: its record, its bindings' records and the bindings
+    /// leading to it go.
+    fn forget_exchange(&self, exchange: &Arc<Exchange>) {
+        if exchange.durable {
+            for b in exchange.bindings() {
+                self.record_binding(exchange, &b, false);
+            }
+            self.store.submit(StoreOp::DeleteExchange {
+                vhost: self.name.clone(),
+                name: exchange.name.to_string(),
+            });
+        }
+        self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
+    }
+
+    fn exchange_record(&self, x: &Exchange) -> ExchangeRecord {
+        ExchangeRecord {
+            vhost: self.name.clone(),
+            name: x.name.to_string(),
+            kind: x.kind.as_str().to_string(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        }
+    }
+
+    /// Records a binding being added (`put`) or removed, when both its ends are durable.
+    fn record_binding(&self, source: &Exchange, b: &Binding, put: bool) {
+        let (destination, durable, destination_is_queue) = match &b.destination {
+            Destination::Queue(q) => (q.name.to_string(), q.durable, true),
+            Destination::Exchange(x) => (x.name.to_string(), x.durable, false),
+        };
+        if !(source.durable && durable) {
+            return;
+        }
+        let record = BindingRecord {
+            vhost: self.name.clone(),
+            source: source.name.to_string(),
+            destination,
+            destination_is_queue,
+            routing_key: b.routing_key.to_string(),
+            arguments: b.arguments.clone(),
+        };
+        self.store.submit(if put {
+            StoreOp::PutBinding(record)
+        } else {
+            StoreOp::DeleteBinding(record)
+        });
+    }
+
+    /// Adds a binding, recording it if it is new and durable.
+    fn add_binding(&self, source: &Exchange, binding: Binding) {
+        let record = binding.clone();
+        if source.bind(binding) {
+            self.record_binding(source, &record, true);
+        }
+    }
+
+    /// Removes a binding (recording that), and an auto-delete source left without bindings.
+    fn remove_binding(
+        &self,
+        source: &Arc<Exchange>,
+        destination: Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) {
+        if source.unbind(&destination, routing_key, arguments) {
+            let binding = Binding {
+                destination,
+                routing_key: routing_key.into(),
+                arguments: arguments.clone(),
+            };
+            self.record_binding(source, &binding, false);
+            if source.auto_delete && !source.has_bindings() {
+                self.remove_auto_deleted(source);
+            }
         }
     }
 
@@ -329,11 +432,14 @@ impl VHost {
         x.kind
             .validate_binding(&arguments)
             .map_err(AmqpError::precondition_failed)?;
-        x.bind(Binding {
-            destination: Destination::Queue(q),
-            routing_key: routing_key.into(),
-            arguments,
-        });
+        self.add_binding(
+            &x,
+            Binding {
+                destination: Destination::Queue(q),
+                routing_key: routing_key.into(),
+                arguments,
+            },
+        );
         Ok(())
     }
 
@@ -348,12 +454,7 @@ impl VHost {
     ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange);
         if let (Ok(x), Ok(q)) = (x, self.queue(queue)) {
-            if x.unbind(&Destination::Queue(q), routing_key, arguments)
-                && x.auto_delete
-                && !x.has_bindings()
-            {
-                self.remove_auto_deleted(&x);
-            }
+            self.remove_binding(&x, Destination::Queue(q), routing_key, arguments);
         } else if exchange.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -374,11 +475,14 @@ impl VHost {
         s.kind
             .validate_binding(&arguments)
             .map_err(AmqpError::precondition_failed)?;
-        s.bind(Binding {
-            destination: Destination::Exchange(d),
-            routing_key: routing_key.into(),
-            arguments,
-        });
+        self.add_binding(
+            &s,
+            Binding {
+                destination: Destination::Exchange(d),
+                routing_key: routing_key.into(),
+                arguments,
+            },
+        );
         Ok(())
     }
 
@@ -395,13 +499,72 @@ impl VHost {
             ));
         }
         if let (Ok(d), Ok(s)) = (self.exchange(destination), self.exchange(source)) {
-            if s.unbind(&Destination::Exchange(d), routing_key, arguments)
-                && s.auto_delete
-                && !s.has_bindings()
-            {
-                self.remove_auto_deleted(&s);
-            }
+            self.remove_binding(&s, Destination::Exchange(d), routing_key, arguments);
         }
+        Ok(())
+    }
+
+    /// Recreates a durable exchange from its record at start (nothing is written back).
+    pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
+        let kind = ExchangeKind::parse(&r.kind)
+            .ok_or_else(|| format!("exchange '{}' has unknown type '{}'", r.name, r.kind))?;
+        let x = Exchange::new(
+            r.name.as_str().into(),
+            kind,
+            true,
+            r.auto_delete,
+            r.internal,
+            r.arguments.clone(),
+        );
+        self.exchanges.insert(r.name.clone(), Arc::new(x));
+        Ok(())
+    }
+
+    /// Recreates a durable queue and its messages from the store at start.
+    pub fn restore_queue(&self, r: &QueueRecord, entries: Vec<super::message::QueueEntry>) {
+        let q = Queue::new(
+            r.name.as_str().into(),
+            self.name.clone(),
+            true,
+            None,
+            r.auto_delete,
+            r.arguments.clone(),
+        )
+        .with_storage(self.store.clone(), r.id);
+        q.recover(entries);
+        self.queues.insert(r.name.clone(), Arc::new(q));
+    }
+
+    /// Recreates a binding between recovered durable objects at start.
+    pub fn restore_binding(&self, r: &BindingRecord) -> Result<(), String> {
+        let missing = |what: &str, name: &str| {
+            format!("binding from '{}' to missing {what} '{name}'", r.source,)
+        };
+        let source = self
+            .exchanges
+            .get(&r.source)
+            .map(|x| x.clone())
+            .ok_or_else(|| missing("exchange", &r.source))?;
+        let destination = if r.destination_is_queue {
+            Destination::Queue(
+                self.queues
+                    .get(&r.destination)
+                    .map(|q| q.clone())
+                    .ok_or_else(|| missing("queue", &r.destination))?,
+            )
+        } else {
+            Destination::Exchange(
+                self.exchanges
+                    .get(&r.destination)
+                    .map(|x| x.clone())
+                    .ok_or_else(|| missing("exchange", &r.destination))?,
+            )
+        };
+        source.bind(Binding {
+            destination,
+            routing_key: r.routing_key.as_str().into(),
+            arguments: r.arguments.clone(),
+        });
         Ok(())
     }
 

@@ -1,13 +1,15 @@
 //! The basic class (publish, consume, get, acknowledgements, qos, recover), publisher
 //! confirms and transactions, and deliveries arriving from queues.
 
-use super::channel::{ChannelConsumer, ChannelState, TxOp, Unacked};
+use super::channel::{ChannelConsumer, ChannelState, Confirms, TxOp, Unacked};
 use super::{requeue_all, Connection};
 use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::exchange::{Exchange, RoutingInput};
 use crate::broker::message::Message;
 use crate::broker::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::writer::Durable;
+use crate::store::StoreOp;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use warren_amqp::protocol::{basic as b, confirm as cf, tx};
@@ -60,23 +62,29 @@ impl Connection {
             ops.push(TxOp::Publish(Box::new(publication)));
             return Ok(());
         }
-        let seq = channel
-            .confirm_next
-            .inspect(|n| channel.confirm_next = Some(n + 1));
-        self.route(channel_id, publication);
-        if let Some(seq) = seq {
-            if let Some(channel) = self.channels.get_mut(&channel_id) {
-                channel.pending_ack = Some(match channel.pending_ack {
-                    Some((first, _)) => (first, seq),
-                    None => (seq, seq),
-                });
+        let seq = channel.confirms.as_mut().map(Confirms::take_seq);
+        let stored = self.route(channel_id, publication);
+        if let (Some(seq), true) = (seq, stored) {
+            if let Some(confirms) = self
+                .channels
+                .get_mut(&channel_id)
+                .and_then(|c| c.confirms.as_mut())
+            {
+                confirms.waiting.insert(seq);
             }
+            let mailbox = self.mailbox.clone();
+            self.broker.store.barrier(Durable::Confirm {
+                mailbox,
+                channel: channel_id,
+                seq,
+            });
         }
         Ok(())
     }
 
-    /// Routes a message to its queues, or returns it to a mandatory publisher.
-    fn route(&mut self, channel_id: u16, p: Publication) {
+    /// Routes a message to its queues, or returns it to a mandatory publisher. Returns true
+    /// when the message went to the store (persistent, and a durable queue took it).
+    fn route(&mut self, channel_id: u16, p: Publication) -> bool {
         let Publication {
             exchange,
             exchange_name,
@@ -113,25 +121,50 @@ impl Connection {
                     self.frame_max,
                 );
             }
-            return;
+            return false;
         }
-        let message = Message::new(
+        let mut message = Message::from_parts(
             exchange_name,
             routing_key,
             &content.properties,
             content.raw_properties,
             content.body,
         );
-        for queue in self.routed.drain(..) {
-            queue.publish(message.clone());
+        let store = &self.broker.store;
+        let durable_queues = self
+            .routed
+            .iter()
+            .filter(|q| q.store_id().is_some())
+            .count();
+        let stored = message.persistent && durable_queues > 0;
+        if stored {
+            message = message.with_store_id(store.next_message_id());
         }
+        let message = Arc::new(message);
+        if stored {
+            // Every durable queue holds a reference before any can let go of one.
+            (0..durable_queues).for_each(|_| message.retain_stored());
+            store.submit(StoreOp::PutMessage {
+                id: message.store_id,
+                message: message.clone(),
+            });
+        }
+        for queue in self.routed.drain(..) {
+            let durable = queue.store_id().is_some();
+            if !queue.publish(message.clone()) && stored && durable && message.release_stored() {
+                store.submit(StoreOp::RemoveMessage {
+                    id: message.store_id,
+                });
+            }
+        }
+        stored
     }
 
     /// Writes the publisher confirms decided since the last flush, one (multiple) ack per channel.
     pub(super) fn flush_confirms(&mut self) {
         for (id, channel) in self.channels.iter_mut() {
-            if let Some((first, last)) = channel.pending_ack.take() {
-                encode::confirm(&mut self.io.output, *id, true, last, first != last);
+            if let Some(confirms) = &mut channel.confirms {
+                confirms.flush(&mut self.io.output, *id);
             }
         }
     }
@@ -271,22 +304,13 @@ impl Connection {
         if requeue == Some(true) {
             requeue_all(deliveries);
         } else {
-            let mut run: Option<(Arc<Queue>, usize)> = None;
-            for d in deliveries {
+            for run in deliveries.chunk_by(|a, b| Arc::ptr_eq(&a.queue, &b.queue)) {
+                run[0].queue.settle(run.iter().map(|d| &d.entry));
+            }
+            for d in &deliveries {
                 if let Some(c) = &d.consumer {
                     c.settle(1);
                 }
-                match &mut run {
-                    Some((q, n)) if Arc::ptr_eq(q, &d.queue) => *n += 1,
-                    _ => {
-                        if let Some((q, n)) = run.replace((d.queue, 1)) {
-                            q.settle(n);
-                        }
-                    }
-                }
-            }
-            if let Some((q, n)) = run {
-                q.settle(n);
             }
         }
         self.kick_starved(channel_id);
@@ -352,7 +376,7 @@ impl Connection {
                 "cannot switch from tx to confirm mode",
             ));
         }
-        channel.confirm_next.get_or_insert(1);
+        channel.confirms.get_or_insert_with(Confirms::new);
         self.reply(
             channel_id,
             nowait,
@@ -363,7 +387,7 @@ impl Connection {
 
     pub(super) fn tx_select(&mut self, channel_id: u16) -> AmqpResult<()> {
         let channel = self.channel(channel_id)?;
-        if channel.confirm_next.is_some() {
+        if channel.confirms.is_some() {
             return Err(AmqpError::precondition_failed(
                 "cannot switch from confirm to tx mode",
             ));
@@ -378,20 +402,36 @@ impl Connection {
 
     pub(super) fn tx_commit(&mut self, channel_id: u16) -> AmqpResult<()> {
         let ops = self.take_tx(channel_id)?;
+        let mut stored = false;
         for op in ops {
             match op {
-                TxOp::Publish(p) => self.route(channel_id, *p),
+                TxOp::Publish(p) => stored |= self.route(channel_id, *p),
                 TxOp::Settle {
                     deliveries,
                     requeue,
                 } => self.settle(channel_id, deliveries, requeue),
             }
         }
+        if stored {
+            // commit-ok waits until the transaction's persistent messages are on disk.
+            let mailbox = self.mailbox.clone();
+            self.broker.store.barrier(Durable::Event(
+                mailbox,
+                ConnectionEvent::TxDurable {
+                    channel: channel_id,
+                },
+            ));
+        } else {
+            self.send_commit_ok(channel_id);
+        }
+        Ok(())
+    }
+
+    fn send_commit_ok(&mut self, channel_id: u16) {
         self.io.send(
             channel_id,
             &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
         );
-        Ok(())
     }
 
     pub(super) fn tx_rollback(&mut self, channel_id: u16) -> AmqpResult<()> {
@@ -426,6 +466,23 @@ impl Connection {
     /// Something a queue (or the broker) sent this connection.
     pub(super) fn on_event(&mut self, event: ConnectionEvent) {
         match event {
+            ConnectionEvent::Persisted { channel, seq, ok } => {
+                let confirms = self
+                    .channels
+                    .get_mut(&channel)
+                    .and_then(|c| c.confirms.as_mut());
+                if let Some(confirms) = confirms {
+                    confirms.waiting.remove(&seq);
+                    if !ok {
+                        confirms.failed.insert(seq);
+                    }
+                }
+            }
+            ConnectionEvent::TxDurable { channel } => {
+                if self.channels.contains_key(&channel) {
+                    self.send_commit_ok(channel);
+                }
+            }
             ConnectionEvent::Deliver {
                 queue,
                 consumer,

@@ -5,9 +5,10 @@ use crate::broker::consumer::{ChannelGate, Consumer};
 use crate::broker::message::QueueEntry;
 use crate::broker::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
-use std::collections::{HashMap, VecDeque};
+use bytes::BytesMut;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use warren_amqp::{CommandAssembler, ShortString};
+use warren_amqp::{encode, CommandAssembler, ShortString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelState {
@@ -45,6 +46,60 @@ pub enum TxOp {
     },
 }
 
+/// Publisher confirms of one channel. A publish is confirmed once it is routed, or, when its
+/// persistent copies go to durable queues, once they are on disk; acks go out in order,
+/// coalesced into one multiple ack per batch.
+#[derive(Debug)]
+pub struct Confirms {
+    /// Sequence number of the next publish.
+    next: u64,
+    /// Highest sequence number the client has been told about.
+    confirmed: u64,
+    /// Publishes waiting for the disk.
+    pub waiting: BTreeSet<u64>,
+    /// Publishes the store failed to keep: nacked.
+    pub failed: BTreeSet<u64>,
+}
+
+impl Confirms {
+    pub fn new() -> Self {
+        Self {
+            next: 1,
+            confirmed: 0,
+            waiting: BTreeSet::new(),
+            failed: BTreeSet::new(),
+        }
+    }
+
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        seq
+    }
+
+    /// Writes acks (and nacks) for every publish decided since the last flush.
+    pub fn flush(&mut self, out: &mut BytesMut, channel: u16) {
+        let ready = self.waiting.first().map_or(self.next - 1, |w| w - 1);
+        while self.confirmed < ready {
+            let failed = self
+                .failed
+                .range(self.confirmed + 1..=ready)
+                .next()
+                .copied();
+            let upto = failed.map_or(ready, |f| f - 1);
+            if upto > self.confirmed {
+                encode::confirm(out, channel, true, upto, upto - self.confirmed > 1);
+                self.confirmed = upto;
+            }
+            if let Some(f) = failed {
+                encode::confirm(out, channel, false, f, false);
+                self.failed.remove(&f);
+                self.confirmed = f;
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Channel {
     pub state: ChannelState,
@@ -56,11 +111,8 @@ pub struct Channel {
     /// In delivery-tag order, so multiple acks drain from the front.
     pub unacked: VecDeque<Unacked>,
     pub next_delivery_tag: u64,
-    /// Set by confirm.select: the sequence number of the next publish.
-    pub confirm_next: Option<u64>,
-    /// Confirms decided but not yet written (first and last sequence number), coalesced into
-    /// one multiple ack per batch of input.
-    pub pending_ack: Option<(u64, u64)>,
+    /// Set by confirm.select: publisher-confirm bookkeeping.
+    pub confirms: Option<Confirms>,
     /// Set by tx.select: operations waiting for tx.commit.
     pub tx: Option<Vec<TxOp>>,
     /// The queue named by the last queue.declare, used when a method names the empty queue.
@@ -77,8 +129,7 @@ impl Channel {
             consumers: HashMap::new(),
             unacked: VecDeque::new(),
             next_delivery_tag: 1,
-            confirm_next: None,
-            pending_ack: None,
+            confirms: None,
             tx: None,
             last_queue: None,
         }
@@ -156,6 +207,47 @@ mod tests {
             });
         }
         ch
+    }
+
+    fn confirms_written(c: &mut Confirms) -> Vec<(bool, u64, bool)> {
+        let mut out = BytesMut::new();
+        c.flush(&mut out, 1);
+        let mut seen = Vec::new();
+        while let Some(f) = warren_amqp::frame::decode(&mut out, 0).unwrap() {
+            match warren_amqp::assembler::parse_method(&f.payload).unwrap() {
+                warren_amqp::AMQPClass::Basic(warren_amqp::protocol::basic::AMQPMethod::Ack(a)) => {
+                    seen.push((true, a.delivery_tag, a.multiple))
+                }
+                warren_amqp::AMQPClass::Basic(warren_amqp::protocol::basic::AMQPMethod::Nack(
+                    n,
+                )) => seen.push((false, n.delivery_tag, n.multiple)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn confirms_coalesce_and_wait_for_the_disk_in_order() {
+        let mut c = Confirms::new();
+        for _ in 0..3 {
+            c.take_seq();
+        }
+        assert_eq!(confirms_written(&mut c), [(true, 3, true)]);
+        let (a, b) = (c.take_seq(), c.take_seq());
+        c.waiting.insert(a);
+        c.take_seq();
+        assert!(
+            confirms_written(&mut c).is_empty(),
+            "4 waits for the disk, so 5 and 6 wait too"
+        );
+        c.waiting.remove(&a);
+        c.failed.insert(b);
+        assert_eq!(
+            confirms_written(&mut c),
+            [(true, 4, false), (false, 5, false), (true, 6, false)]
+        );
+        assert!(confirms_written(&mut c).is_empty());
     }
 
     fn tags(v: &[Unacked]) -> Vec<u64> {

@@ -215,6 +215,7 @@ impl Connection {
                                 Err(_) => break,
                             }
                         }
+                        self.flush_confirms();
                     }
                 }
                 _ = ticker.tick(), if self.heartbeat > 0 => {

@@ -167,8 +167,18 @@ impl Exchange {
         self.write().remove(destination, routing_key, arguments)
     }
 
-    pub fn unbind_destination(&self, destination: &Destination) -> usize {
-        self.write().remove_destination(destination)
+    /// Removes every binding to `destination` and returns them.
+    pub fn unbind_destination(&self, destination: &Destination) -> Vec<Binding> {
+        let mut table = self.write();
+        let removed: Vec<Binding> = table
+            .bindings()
+            .into_iter()
+            .filter(|b| &b.destination == destination)
+            .collect();
+        if !removed.is_empty() {
+            table.remove_destination(destination);
+        }
+        removed
     }
 
     pub fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>) {
