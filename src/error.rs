@@ -90,6 +90,7 @@ impl std::error::Error for AmqpError {}
 
 impl From<warren_amqp::ProtocolError> for AmqpError {
     fn from(e: warren_amqp::ProtocolError) -> Self {
-        Self::new(e.reply_code(), e.to_string())
+        let (class_id, method_id) = e.method();
+        Self::new(e.reply_code(), e.to_string()).during(class_id, method_id)
     }
 }

@@ -30,6 +30,8 @@ enum State {
     Idle,
     WantHeader(AMQPClass),
     WantBody(Box<PartialContent>),
+    /// Swallows the body of a content refused as too large.
+    Discard(u64),
 }
 
 /// A content-bearing method whose header arrived and whose body is still coming.
@@ -121,23 +123,30 @@ impl CommandAssembler {
                     Ok(complete(method, None))
                 }
             }
-            (State::Idle, _) => Err(ProtocolError::UnexpectedFrame(
-                "expected method frame, got non method frame instead".into(),
+            (State::Idle, _) => Err(ProtocolError::unexpected(
+                "expected method frame, got non method frame instead",
+                (0, 0),
             )),
             (State::WantHeader(method), FrameKind::Header) => {
                 self.on_header(method, frame.payload, max_body)
             }
-            (State::WantHeader(method), _) => Err(ProtocolError::UnexpectedFrame(format!(
-                "expected content header for class {}, got non content header frame instead",
-                method.get_amqp_class_id(),
-            ))),
+            (State::WantHeader(method), _) => Err(ProtocolError::unexpected(
+                format!(
+                    "expected content header for class {}, got non content header frame instead",
+                    method.get_amqp_class_id(),
+                ),
+                ids(&method),
+            )),
             (State::WantBody(mut partial), FrameKind::Body) => {
                 let len = frame.payload.len() as u64;
                 if len > partial.remaining {
-                    return Err(ProtocolError::UnexpectedFrame(format!(
-                        "expected content body of at most {} bytes, got a body frame of {len} bytes",
-                        partial.remaining
-                    )));
+                    return Err(ProtocolError::unexpected(
+                        format!(
+                            "expected content body of at most {} bytes, got a body frame of {len} bytes",
+                            partial.remaining
+                        ),
+                        ids(&partial.method),
+                    ));
                 }
                 if len > 0 {
                     partial.body.push(frame.payload);
@@ -161,8 +170,20 @@ impl CommandAssembler {
                 self.state = State::WantBody(partial);
                 Ok(Assembled::Incomplete)
             }
-            (State::WantBody(_), _) => Err(ProtocolError::UnexpectedFrame(
-                "expected content body, got non content body frame instead".into(),
+            (State::Discard(remaining), FrameKind::Body) => {
+                let left = remaining.saturating_sub(frame.payload.len() as u64);
+                if left > 0 {
+                    self.state = State::Discard(left);
+                }
+                Ok(Assembled::Incomplete)
+            }
+            (State::Discard(_), _) => Err(ProtocolError::unexpected(
+                "expected content body, got non content body frame instead",
+                (60, 40),
+            )),
+            (State::WantBody(partial), _) => Err(ProtocolError::unexpected(
+                "expected content body, got non content body frame instead",
+                ids(&partial.method),
             )),
         }
     }
@@ -174,22 +195,34 @@ impl CommandAssembler {
         max_body: u64,
     ) -> Result<Assembled, ProtocolError> {
         if payload.len() < 14 {
-            return Err(ProtocolError::Malformed("content header frame".into()));
+            return Err(ProtocolError::malformed(
+                "content header frame",
+                ids(&method),
+            ));
         }
         let class_id = payload.get_u16();
         let _weight = payload.get_u16();
         let body_size = payload.get_u64();
         if class_id != method.get_amqp_class_id() {
-            return Err(ProtocolError::UnexpectedFrame(format!(
-                "expected content header for class {}, got one for class {class_id} instead",
-                method.get_amqp_class_id()
-            )));
+            return Err(ProtocolError::unexpected(
+                format!(
+                    "expected content header for class {}, got one for class {class_id} instead",
+                    method.get_amqp_class_id()
+                ),
+                ids(&method),
+            ));
         }
         let properties = match basic::parse_properties(&payload[..]) {
             Ok((_, properties)) => properties,
-            Err(_) => return Err(ProtocolError::Malformed("content header properties".into())),
+            Err(_) => {
+                return Err(ProtocolError::malformed(
+                    "content header properties",
+                    ids(&method),
+                ))
+            }
         };
         if body_size > max_body {
+            self.state = State::Discard(body_size);
             return Ok(Assembled::TooLarge { size: body_size });
         }
         if body_size == 0 {
@@ -211,6 +244,10 @@ impl CommandAssembler {
     }
 }
 
+fn ids(method: &AMQPClass) -> (u16, u16) {
+    (method.get_amqp_class_id(), method.get_amqp_method_id())
+}
+
 fn complete(method: AMQPClass, content: Option<Content>) -> Assembled {
     Assembled::Command(Box::new(Command { method, content }))
 }
@@ -218,8 +255,9 @@ fn complete(method: AMQPClass, content: Option<Content>) -> Assembled {
 /// Parses a method frame's payload, telling unknown methods apart from malformed arguments.
 pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
     if payload.len() < 4 {
-        return Err(ProtocolError::Malformed(
-            "method frame shorter than its class and method ids".into(),
+        return Err(ProtocolError::malformed(
+            "method frame shorter than its class and method ids",
+            (0, 0),
         ));
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
@@ -230,11 +268,16 @@ pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
             method_id,
         });
     }
+    let malformed = || {
+        ProtocolError::malformed(
+            format!("arguments of method {class_id}.{method_id}"),
+            (class_id, method_id),
+        )
+    };
     match parse_class(payload) {
-        Ok((_, method)) => Ok(method),
-        Err(_) => Err(ProtocolError::Malformed(format!(
-            "arguments of method {class_id}.{method_id}"
-        ))),
+        // Trailing bytes mean the arguments were not what the method says they are.
+        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        _ => Err(malformed()),
     }
 }
 

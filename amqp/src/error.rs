@@ -11,12 +11,14 @@ pub enum ProtocolError {
     BadFrameEnd { kind: u8, end: u8 },
     #[error("type {0}: unknown_frame")]
     UnknownFrameType(u8),
-    #[error("{0}")]
-    UnexpectedFrame(String),
+    /// A frame out of order; `method` is the command being assembled (0, 0 if none).
+    #[error("{text}")]
+    UnexpectedFrame { text: String, method: (u16, u16) },
     #[error("unknown method {class_id}.{method_id}")]
     UnknownMethod { class_id: u16, method_id: u16 },
-    #[error("cannot decode {0}")]
-    Malformed(String),
+    /// Bytes that do not decode; `method` is the method they belong to (0, 0 if unknown).
+    #[error("cannot decode {text}")]
+    Malformed { text: String, method: (u16, u16) },
 }
 
 impl ProtocolError {
@@ -26,9 +28,35 @@ impl ProtocolError {
             Self::FrameTooLarge { .. }
             | Self::BadFrameEnd { .. }
             | Self::UnknownFrameType(_)
-            | Self::Malformed(_) => reply::FRAME_ERROR,
-            Self::UnexpectedFrame(_) => reply::UNEXPECTED_FRAME,
+            | Self::Malformed { .. } => reply::FRAME_ERROR,
+            Self::UnexpectedFrame { .. } => reply::UNEXPECTED_FRAME,
             Self::UnknownMethod { .. } => reply::COMMAND_INVALID,
+        }
+    }
+
+    /// The class and method ids the close names, as RabbitMQ reports them.
+    pub fn method(&self) -> (u16, u16) {
+        match self {
+            Self::UnexpectedFrame { method, .. } | Self::Malformed { method, .. } => *method,
+            Self::UnknownMethod {
+                class_id,
+                method_id,
+            } => (*class_id, *method_id),
+            _ => (0, 0),
+        }
+    }
+
+    pub fn unexpected(text: impl Into<String>, method: (u16, u16)) -> Self {
+        Self::UnexpectedFrame {
+            text: text.into(),
+            method,
+        }
+    }
+
+    pub fn malformed(text: impl Into<String>, method: (u16, u16)) -> Self {
+        Self::Malformed {
+            text: text.into(),
+            method,
         }
     }
 }

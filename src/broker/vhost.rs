@@ -615,7 +615,14 @@ fn check_args_equivalent(
 ) -> AmqpResult<()> {
     for key in keys {
         let (r, c) = (received.inner().get(*key), current.inner().get(*key));
+        let classic = |v: Option<&AMQPValue>| matches!(v, Some(AMQPValue::LongString(s)) if s.as_bytes() == b"classic");
         let same = match (r, c) {
+            // A classic queue is what no x-queue-type means.
+            (None, Some(_)) | (Some(_), None)
+                if *key == "x-queue-type" && (classic(r) || classic(c)) =>
+            {
+                true
+            }
             (Some(r), Some(c)) => {
                 arg_value(r) == arg_value(c) && (integer(r).is_some() == integer(c).is_some())
             }

@@ -63,10 +63,7 @@ async fn negotiate(
     if &header != PROTOCOL_HEADER {
         // The spec's answer to a header we do not speak: ours, then close.
         io.writer.write_all(PROTOCOL_HEADER).await?;
-        return Err(ConnectionEnd::Protocol(AmqpError::new(
-            reply::FRAME_ERROR,
-            "bad protocol header",
-        )));
+        return Err(ConnectionEnd::BadHeader);
     }
     io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Start(start())));
     io.flush().await?;

@@ -143,6 +143,8 @@ pub(crate) enum ConnectionEnd {
     HeartbeatTimeout,
     #[error("handshake timed out")]
     HandshakeTimeout,
+    #[error("client sent a protocol header other than AMQP 0-9-1")]
+    BadHeader,
 }
 
 pub(crate) struct Connection {
@@ -258,7 +260,9 @@ impl Connection {
     fn on_frame(&mut self, frame: Frame) -> Option<String> {
         let channel_id = frame.channel;
         if frame.kind == FrameKind::Heartbeat {
-            if channel_id != 0 {
+            if !frame.payload.is_empty() {
+                self.fail(0, warren_amqp::ProtocolError::UnknownFrameType(8).into());
+            } else if channel_id != 0 {
                 let e = AmqpError::new(
                     reply::UNEXPECTED_FRAME,
                     format!("type 8 (heartbeat) on channel {channel_id}"),
@@ -283,13 +287,16 @@ impl Connection {
             self.on_unopened_channel(frame);
             return None;
         };
-        if channel.state == ChannelState::Closing {
-            self.on_closing_channel(channel_id, frame);
-            return None;
-        }
+        // Frames still assemble on a closing channel (a stray frame is still an error), but
+        // only channel.close and close-ok are acted on.
+        let closing = channel.state == ChannelState::Closing;
         let assembled = channel.assembler.push(frame, max_body);
         match assembled {
             Ok(Assembled::Incomplete) => {}
+            Ok(Assembled::Command(command)) if closing => {
+                self.on_closing_channel(channel_id, command.method)
+            }
+            Ok(Assembled::TooLarge { .. }) if closing => {}
             Ok(Assembled::Command(command)) => {
                 let (class_id, method_id) = (
                     command.method.get_amqp_class_id(),
@@ -327,6 +334,18 @@ impl Connection {
         }
         let method = match warren_amqp::assembler::parse_method(&frame.payload) {
             Ok(m) => m,
+            Err(e) if frame.payload.starts_with(&[0, 10, 0, 50]) => {
+                // RabbitMQ's answer to a connection.close it cannot read.
+                debug!(peer = %self.peer, "undecodable connection.close: {e}");
+                self.fail(
+                    0,
+                    AmqpError {
+                        text: "INTERNAL_ERROR".into(),
+                        ..AmqpError::internal("")
+                    },
+                );
+                return None;
+            }
             Err(e) => {
                 self.fail(0, e.into());
                 return None;
@@ -371,8 +390,9 @@ impl Connection {
     fn on_unopened_channel(&mut self, frame: Frame) {
         let method = match frame.kind {
             FrameKind::Method => warren_amqp::assembler::parse_method(&frame.payload),
-            _ => Err(warren_amqp::ProtocolError::UnexpectedFrame(
-                "expected method frame, got non method frame instead".into(),
+            _ => Err(warren_amqp::ProtocolError::unexpected(
+                "expected method frame, got non method frame instead",
+                (0, 0),
             )),
         };
         match method {
@@ -405,21 +425,18 @@ impl Connection {
     }
 
     /// After the server closed a channel, only channel.close and close-ok mean anything.
-    fn on_closing_channel(&mut self, channel_id: u16, frame: Frame) {
-        if frame.kind != FrameKind::Method {
-            return;
-        }
-        match warren_amqp::assembler::parse_method(&frame.payload) {
-            Ok(AMQPClass::Channel(ch::AMQPMethod::CloseOk(_))) => {
+    fn on_closing_channel(&mut self, channel_id: u16, method: AMQPClass) {
+        match method {
+            AMQPClass::Channel(ch::AMQPMethod::CloseOk(_)) => {
                 self.channels.remove(&channel_id);
             }
-            Ok(AMQPClass::Channel(ch::AMQPMethod::Close(_))) => {
+            AMQPClass::Channel(ch::AMQPMethod::Close(_)) => {
                 self.io.send(
                     channel_id,
                     &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})),
                 );
             }
-            Ok(AMQPClass::Channel(ch::AMQPMethod::Open(_))) => {
+            AMQPClass::Channel(ch::AMQPMethod::Open(_)) => {
                 self.fail(
                     0,
                     AmqpError::channel_error("second 'channel.open' seen").during(20, 10),
@@ -532,8 +549,8 @@ impl Connection {
         self.flush_confirms();
         self.close_channel(channel_id);
         if let Some(channel) = self.channels.get_mut(&channel_id) {
+            // The assembler keeps its state: a refused publish's body frames are still coming.
             channel.state = ChannelState::Closing;
-            channel.assembler.reset();
         }
         let close = ch::Close {
             reply_code: error.code,
