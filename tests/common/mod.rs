@@ -10,6 +10,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use std::time::Duration;
 use warren::{Config, Server};
 
+pub mod raw;
+
 pub struct TestBroker {
     pub server: Server,
     _data: tempfile::TempDir,
@@ -22,7 +24,10 @@ impl TestBroker {
 
     /// Starts a broker after `adjust` has changed the test configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let _ = tracing_subscriber::fmt().with_env_filter("warren=debug").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warren=debug")
+            .with_test_writer()
+            .try_init();
         let data = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             bind: [127, 0, 0, 1].into(),
@@ -33,7 +38,10 @@ impl TestBroker {
         };
         adjust(&mut config);
         let server = Server::start(config).await.expect("broker starts");
-        Self { server, _data: data }
+        Self {
+            server,
+            _data: data,
+        }
     }
 
     pub fn uri(&self) -> String {
@@ -45,7 +53,9 @@ impl TestBroker {
     }
 
     pub async fn connect(&self) -> Connection {
-        Connection::connect(&self.uri(), ConnectionProperties::default()).await.expect("connects")
+        Connection::connect(&self.uri(), ConnectionProperties::default())
+            .await
+            .expect("connects")
     }
 
     /// A new connection with one open channel.
@@ -74,7 +84,9 @@ pub fn reply_text(err: &lapin::Error) -> Option<String> {
 
 /// Bounds an await so a broken broker fails the test instead of hanging it.
 pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// How long a test waits before concluding that nothing more is coming.
@@ -82,22 +94,40 @@ pub const QUIET: Duration = Duration::from_millis(200);
 
 /// Declares a plain (non-durable, non-exclusive) queue.
 pub async fn declare_queue(ch: &Channel, name: &str) -> lapin::Queue {
-    ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default()).await.expect("queue.declare")
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.declare")
 }
 
 /// The queue's message and consumer counts, as a passive queue.declare reports them.
 pub async fn queue_counts(ch: &Channel, name: &str) -> (u32, u32) {
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let q = ch.queue_declare(name.into(), passive, FieldTable::default()).await.expect("passive queue.declare");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+        .expect("passive queue.declare");
     (q.message_count(), q.consumer_count())
 }
 
 /// Publishes a body with default properties.
 pub async fn publish(ch: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
     let options = BasicPublishOptions::default();
-    ch.basic_publish(exchange.into(), routing_key.into(), options, body, BasicProperties::default())
-        .await
-        .expect("basic.publish");
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        options,
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("basic.publish");
 }
 
 /// The next delivery of a consumer; fails the test if it errors, ends or takes too long.
@@ -112,6 +142,9 @@ pub async fn next_delivery(consumer: &mut Consumer) -> Delivery {
 /// Asserts that a consumer receives nothing more within `QUIET`.
 pub async fn assert_no_delivery(consumer: &mut Consumer) {
     if let Ok(Some(next)) = tokio::time::timeout(QUIET, consumer.next()).await {
-        panic!("expected no further delivery, got {:?}", next.map(|d| String::from_utf8_lossy(&d.data).into_owned()));
+        panic!(
+            "expected no further delivery, got {:?}",
+            next.map(|d| String::from_utf8_lossy(&d.data).into_owned())
+        );
     }
 }
