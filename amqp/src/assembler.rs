@@ -276,7 +276,7 @@ pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
     };
     match parse_class(payload) {
         // Trailing bytes mean the arguments were not what the method says they are.
-        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        Ok(([], method)) => Ok(method),
         _ => Err(malformed()),
     }
 }
