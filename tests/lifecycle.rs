@@ -685,7 +685,6 @@ async fn silent_client_is_disconnected_after_missed_heartbeats() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Warren sends a heartbeat immediately after connection.open-ok instead of after half the interval"]
 async fn first_heartbeat_comes_after_half_the_interval() {
     let broker = TestBroker::start().await;
     let (mut client, _) = RawClient::open(broker.addr(), |tune| amqp_connection::TuneOk {

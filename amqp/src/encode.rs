@@ -54,6 +54,23 @@ pub fn properties(buf: &mut BytesMut, props: &BasicProperties) {
     }
 }
 
+/// A field table in its wire form (with the length prefix), as used wherever Warren stores
+/// arguments: lossless for every AMQP value type.
+pub fn field_table(buf: &mut BytesMut, table: &amq_protocol::types::FieldTable) {
+    use amq_protocol::types::generation::gen_field_table;
+    if let Ok((bytes, _)) = cookie_factory::gen(gen_field_table(table), Vec::with_capacity(64)) {
+        buf.put_slice(&bytes);
+    }
+}
+
+/// Reads back what [`field_table`] wrote; `None` if the bytes are not exactly one table.
+pub fn decode_field_table(bytes: &[u8]) -> Option<amq_protocol::types::FieldTable> {
+    match amq_protocol::types::parsing::parse_field_table(bytes) {
+        Ok((rest, table)) if rest.is_empty() => Some(table),
+        _ => None,
+    }
+}
+
 /// A content header and the body frames, split so no frame exceeds `frame_max`.
 pub fn content(
     buf: &mut BytesMut,

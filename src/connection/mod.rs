@@ -179,7 +179,8 @@ impl Connection {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<String, ConnectionEnd> {
         let beat = Duration::from_secs(u64::from(self.heartbeat.max(1)));
-        let mut ticker = tokio::time::interval(beat / 2);
+        // The first heartbeat is due half an interval after the handshake, not at once.
+        let mut ticker = tokio::time::interval_at(Instant::now() + beat / 2, beat / 2);
         let mut last_read = Instant::now();
         let mut wrote_since_tick = false;
         loop {
@@ -353,10 +354,10 @@ impl Connection {
         };
         match method {
             AMQPClass::Connection(conn::AMQPMethod::Close(close)) => {
-                // Requeue what the client held before confirming the close, as RabbitMQ does.
+                // Requeue what the client held and drop its exclusive queues before confirming
+                // the close, as RabbitMQ does.
                 self.flush_confirms();
-                let ids: Vec<u16> = self.channels.keys().copied().collect();
-                ids.into_iter().for_each(|id| self.close_channel(id));
+                self.release_all();
                 self.io.send(
                     0,
                     &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
@@ -658,14 +659,25 @@ impl Connection {
         }
     }
 
-    /// Everything the connection held goes back: consumers removed, deliveries requeued
-    /// (including those still in the mailbox), exclusive queues deleted.
-    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConnectionEvent>) {
+    /// Closes every channel (requeueing unacked deliveries) and deletes the connection's
+    /// exclusive queues.
+    fn release_all(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             self.close_channel(id);
         }
         self.channels.clear();
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            if !q.is_deleted() {
+                self.delete_queue_now(&q);
+            }
+        }
+    }
+
+    /// Everything the connection held goes back: consumers removed, deliveries requeued
+    /// (including those still in the mailbox), exclusive queues deleted.
+    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConnectionEvent>) {
+        self.release_all();
         // No queue delivers to this connection any more; what it already sent goes back.
         events.close();
         while let Ok(event) = events.try_recv() {
@@ -678,11 +690,6 @@ impl Connection {
                 consumer.in_transit.give_back(1);
                 consumer.settle(1);
                 queue.restore(entry, !consumer.no_ack);
-            }
-        }
-        for q in std::mem::take(&mut self.exclusive_queues) {
-            if !q.is_deleted() {
-                self.delete_queue_now(&q);
             }
         }
     }

@@ -28,6 +28,25 @@ pub enum StoreError {
     Closed,
 }
 
+/// Arguments are stored in their AMQP wire form: JSON cannot hold every AMQP value (NaN
+/// floats, byte arrays, decimals) without loss.
+mod wire_table {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use warren_amqp::FieldTable;
+
+    pub fn serialize<S: Serializer>(table: &FieldTable, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = bytes::BytesMut::new();
+        warren_amqp::encode::field_table(&mut buf, table);
+        s.serialize_bytes(&buf)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FieldTable, D::Error> {
+        let bytes = Vec::<u8>::deserialize(d)?;
+        warren_amqp::encode::decode_field_table(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("undecodable argument table"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeRecord {
     pub vhost: String,
@@ -35,6 +54,7 @@ pub struct ExchangeRecord {
     pub kind: String,
     pub auto_delete: bool,
     pub internal: bool,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
 }
 
@@ -45,6 +65,7 @@ pub struct QueueRecord {
     /// Stable id keying the queue's message entries.
     pub id: u64,
     pub auto_delete: bool,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
 }
 
@@ -55,6 +76,7 @@ pub struct BindingRecord {
     pub destination: String,
     pub destination_is_queue: bool,
     pub routing_key: String,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
 }
 
