@@ -66,7 +66,7 @@ pub fn field_table(buf: &mut BytesMut, table: &amq_protocol::types::FieldTable) 
 /// Reads back what [`field_table`] wrote; `None` if the bytes are not exactly one table.
 pub fn decode_field_table(bytes: &[u8]) -> Option<amq_protocol::types::FieldTable> {
     match amq_protocol::types::parsing::parse_field_table(bytes) {
-        Ok((rest, table)) if rest.is_empty() => Some(table),
+        Ok(([], table)) => Some(table),
         _ => None,
     }
 }
