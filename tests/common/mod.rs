@@ -14,7 +14,8 @@ pub mod raw;
 
 pub struct TestBroker {
     pub server: Server,
-    _data: tempfile::TempDir,
+    /// The temporary data directory, unless the test brought its own (`start_in`).
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestBroker {
@@ -24,23 +25,35 @@ impl TestBroker {
 
     /// Starts a broker after `adjust` has changed the test configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut broker = Self::start_in_with(data.path(), adjust).await;
+        broker._data = Some(data);
+        broker
+    }
+
+    /// Starts a broker on a data directory the test keeps, so that a later broker can start
+    /// on what this one left behind.
+    pub async fn start_in(dir: &std::path::Path) -> Self {
+        Self::start_in_with(dir, |_| {}).await
+    }
+
+    async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warren=debug")
             .with_test_writer()
             .try_init();
-        let data = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             bind: [127, 0, 0, 1].into(),
             amqp_port: 0,
             http_port: 0,
-            data_dir: data.path().to_owned(),
+            data_dir: dir.to_owned(),
             ..Config::default()
         };
         adjust(&mut config);
         let server = Server::start(config).await.expect("broker starts");
         Self {
             server,
-            _data: data,
+            _data: None,
         }
     }
 
