@@ -867,7 +867,6 @@ fn binding_arguments() -> FieldTable {
 }
 
 #[tokio::test]
-#[ignore = "bug: durable queue/binding arguments holding a non-finite float are stored as JSON null and dropped at recovery, with the queue's confirmed messages"]
 async fn queue_and_binding_arguments_holding_non_finite_floats_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path()).await;
