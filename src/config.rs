@@ -23,6 +23,7 @@ pub struct Config {
     pub heartbeat: u16,
     pub max_message_size: u64,
     pub handshake_timeout: u64,
+    pub queue_window: usize,
 }
 
 impl Default for Config {
@@ -40,6 +41,7 @@ impl Default for Config {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: 10,
+            queue_window: 2048,
         }
     }
 }

@@ -1,7 +1,6 @@
 //! A published message as the queues hold it: shared by every queue it was routed to.
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use warren_amqp::{BasicProperties, ShortString};
 
@@ -15,10 +14,8 @@ pub struct Message {
     /// delivery_mode 2: stored on disk when routed to a durable queue.
     pub persistent: bool,
     pub priority: u8,
-    /// The id of the stored copy; 0 when the message is not on disk.
+    /// The id of the stored copy durable queues share; 0 when the message is not stored.
     pub store_id: u64,
-    /// Durable queues holding the stored copy; the last one to let go removes it.
-    durable_refs: AtomicU32,
 }
 
 impl Message {
@@ -53,7 +50,6 @@ impl Message {
             persistent: *properties.delivery_mode() == Some(2),
             priority: properties.priority().unwrap_or(0),
             store_id: 0,
-            durable_refs: AtomicU32::new(0),
         }
     }
 
@@ -61,24 +57,6 @@ impl Message {
     pub fn with_store_id(mut self, id: u64) -> Self {
         self.store_id = id;
         self
-    }
-
-    pub fn is_stored(&self) -> bool {
-        self.store_id != 0
-    }
-
-    /// Counts one more durable queue holding the stored copy.
-    pub fn retain_stored(&self) {
-        self.durable_refs.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn stored_refs(&self) -> u32 {
-        self.durable_refs.load(Ordering::Acquire)
-    }
-
-    /// One durable queue let go; true when it was the last, so the stored copy can go.
-    pub fn release_stored(&self) -> bool {
-        self.durable_refs.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// Body bytes, as counted by x-max-length-bytes and the management API.
@@ -94,4 +72,20 @@ pub struct QueueEntry {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// The priority lane the entry sits in (0 in queues without priorities).
+    pub lane: u8,
+    /// The id of the message record this entry points to on disk; 0 when it has none.
+    pub disk: u64,
+}
+
+impl QueueEntry {
+    pub fn new(seq: u64, message: Arc<Message>) -> Self {
+        Self {
+            seq,
+            message,
+            redelivered: false,
+            lane: 0,
+            disk: 0,
+        }
+    }
 }

@@ -37,7 +37,7 @@ impl Broker {
 
     /// A broker over any store (tests use `MemoryStore`).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let (vhosts, store) = recovery::recover(store)?;
+        let (vhosts, store) = recovery::recover(store, config.queue_window)?;
         Ok(Self {
             config,
             vhosts,

@@ -1,11 +1,14 @@
-//! Start-up: reads the store back into virtual hosts, exchanges, queues, bindings and
-//! messages, logs what it recovers and what it had to drop, and starts the store writer.
+//! Start-up: reads the store back into virtual hosts, exchanges, queues and bindings, refills
+//! each durable queue's in-memory window (the rest of a backlog stays on disk), removes what
+//! no longer belongs (paged-out transient messages, entries of queues that are gone, messages
+//! nothing holds), logs progress and what had to be dropped, and starts the store thread.
 
 use super::message::QueueEntry;
 use super::vhost::VHost;
-use crate::store::{Store, StoreError, StoreHandle, StoreOp};
+use crate::store::refs::Refs;
+use crate::store::{EntryKey, EntryRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
 use dashmap::DashMap;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
@@ -13,18 +16,63 @@ use tracing::{info, warn};
 /// The virtual hosts by name.
 pub type VHosts = DashMap<String, Arc<VHost>>;
 
-/// Recovers everything in `store`; returns the vhosts (at least "/") and the running writer.
-pub fn recover(store: Arc<dyn Store>) -> Result<(VHosts, Arc<StoreHandle>), StoreError> {
+/// A durable queue's entries, per lane, in sequence order.
+type Lanes = BTreeMap<u8, Vec<(EntryKey, EntryRecord)>>;
+
+/// Recovers everything in `store`; returns the vhosts (at least "/") and the running store.
+pub fn recover(
+    store: Arc<dyn Store>,
+    queue_window: usize,
+) -> Result<(VHosts, Arc<StoreHandle>), StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
-    let next_message = recovered.messages.keys().next_back().map_or(1, |id| id + 1);
-    let next_queue = recovered.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
-    let handle = Arc::new(StoreHandle::start(store, next_message, next_queue));
+    let live: HashMap<u64, &QueueRecord> = recovered.queues.iter().map(|q| (q.id, q)).collect();
+    let mut cleanup = Vec::new();
+    let mut lanes: HashMap<u64, Lanes> = HashMap::new();
+    let mut holders: HashMap<u64, u32> = HashMap::new();
+    let mut max_queue_id = recovered.queues.iter().map(|q| q.id).max().unwrap_or(0);
+    for (key, record) in std::mem::take(&mut recovered.entries) {
+        max_queue_id = max_queue_id.max(key.queue);
+        if record.transient || !live.contains_key(&key.queue) {
+            cleanup.push(StoreOp::RemoveEntry { key });
+            continue;
+        }
+        *holders.entry(record.message).or_default() += 1;
+        lanes
+            .entry(key.queue)
+            .or_default()
+            .entry(key.lane)
+            .or_default()
+            .push((key, record));
+    }
+    for id in store.message_ids()? {
+        if !holders.contains_key(&id) {
+            cleanup.push(StoreOp::RemoveMessage { id });
+        }
+    }
+    if !cleanup.is_empty() {
+        info!(
+            "removing {} records left from before the restart",
+            cleanup.len()
+        );
+        store.apply(&cleanup)?;
+    }
+    let refs = Refs::default();
+    for (id, n) in &holders {
+        refs.set(*id, *n);
+    }
+    let next_message = recovered.max_message_id + 1;
+    let handle = Arc::new(StoreHandle::start(
+        store.clone(),
+        next_message,
+        max_queue_id + 1,
+        refs,
+    ));
     let vhosts: VHosts = DashMap::new();
     let vhost = |name: &str| {
         vhosts
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, handle.clone())))
+            .or_insert_with(|| Arc::new(VHost::new(name, handle.clone(), queue_window)))
             .clone()
     };
     vhost("/");
@@ -33,44 +81,26 @@ pub fn recover(store: Arc<dyn Store>) -> Result<(VHosts, Arc<StoreHandle>), Stor
             recovered.dropped.push(e);
         }
     }
-    let mut total = 0usize;
-    let mut live_queues = HashSet::new();
+    let mut total = 0u64;
     for r in &recovered.queues {
-        let records = recovered.entries.remove(&r.id).unwrap_or_default();
-        let mut entries = Vec::with_capacity(records.len());
-        for e in records {
-            match recovered.messages.get(&e.message) {
-                Some(message) => {
-                    message.retain_stored();
-                    entries.push(QueueEntry {
-                        seq: e.seq,
-                        message: message.clone(),
-                        redelivered: e.redelivered,
-                    });
-                }
-                None => {
-                    recovered.dropped.push(format!(
-                        "queue '{}': entry {} names missing message {}",
-                        r.name, e.seq, e.message
-                    ));
-                    handle.submit(StoreOp::RemoveEntry {
-                        queue: r.id,
-                        seq: e.seq,
-                    });
-                }
-            }
-        }
-        if !entries.is_empty() {
+        let queue = vhost(&r.vhost).restore_queue(r);
+        let queue_lanes = lanes.remove(&r.id).unwrap_or_default();
+        let (refilled, next_seq, count) = refill(
+            store.as_ref(),
+            &handle,
+            r,
+            queue_lanes,
+            queue_window,
+            &mut recovered.dropped,
+        )?;
+        if count > 0 {
             info!(
-                "recovering queue '{}' in vhost '{}': {} messages",
-                r.name,
-                r.vhost,
-                entries.len()
+                "recovering queue '{}' in vhost '{}': {count} messages",
+                r.name, r.vhost
             );
         }
-        total += entries.len();
-        live_queues.insert(r.id);
-        vhost(&r.vhost).restore_queue(r, entries);
+        total += count;
+        queue.recover(refilled, next_seq);
     }
     for r in &recovered.bindings {
         if let Err(e) = vhost(&r.vhost).restore_binding(r) {
@@ -78,7 +108,6 @@ pub fn recover(store: Arc<dyn Store>) -> Result<(VHosts, Arc<StoreHandle>), Stor
             handle.submit(StoreOp::DeleteBinding(r.clone()));
         }
     }
-    collect_garbage(&recovered, &handle, &live_queues);
     for reason in &recovered.dropped {
         warn!("recovery dropped {reason}");
     }
@@ -92,25 +121,54 @@ pub fn recover(store: Arc<dyn Store>) -> Result<(VHosts, Arc<StoreHandle>), Stor
     Ok((vhosts, handle))
 }
 
-/// Removes stored messages no queue holds and entries of queues that no longer exist.
-fn collect_garbage(
-    recovered: &crate::store::Recovered,
+/// One lane refilled: the entries in memory, the first sequence left on disk, and how many.
+type RefilledLane = (Vec<QueueEntry>, u64, u64);
+
+/// Reads each lane's first window of messages into memory and leaves the rest on disk.
+/// Returns the lanes, the queue's next sequence number and its message count.
+fn refill(
+    store: &dyn Store,
     handle: &StoreHandle,
-    live_queues: &HashSet<u64>,
-) {
-    for (queue, entries) in &recovered.entries {
-        if !live_queues.contains(queue) {
-            for e in entries {
-                handle.submit(StoreOp::RemoveEntry {
-                    queue: *queue,
-                    seq: e.seq,
-                });
+    r: &QueueRecord,
+    lanes: Lanes,
+    window: usize,
+    dropped: &mut Vec<String>,
+) -> Result<(Vec<RefilledLane>, u64, u64), StoreError> {
+    let mut out = Vec::new();
+    let mut next_seq = 0;
+    let mut count = 0;
+    for (lane, entries) in lanes {
+        let Some(first) = entries.first() else {
+            continue;
+        };
+        next_seq = next_seq.max(entries.last().map_or(0, |(k, _)| k.seq + 1));
+        let mut head = Vec::new();
+        for (key, record, message) in store.read_entries(r.id, lane, first.0.seq, window)? {
+            match message {
+                Some(m) => head.push(QueueEntry {
+                    seq: key.seq,
+                    message: Arc::new(m.with_store_id(record.message)),
+                    redelivered: record.redelivered,
+                    lane,
+                    disk: record.message,
+                }),
+                None => {
+                    dropped.push(format!(
+                        "queue '{}': entry {} names missing message {}",
+                        r.name, key.seq, record.message
+                    ));
+                    handle.submit(StoreOp::RemoveEntry { key });
+                    handle.release_message(record.message);
+                }
             }
         }
-    }
-    for (id, message) in &recovered.messages {
-        if message.stored_refs() == 0 {
-            handle.submit(StoreOp::RemoveMessage { id: *id });
+        let on_disk = entries.len().saturating_sub(window);
+        let tail_start = entries.get(window).map_or(0, |(k, _)| k.seq);
+        count += (head.len() + on_disk) as u64;
+        while out.len() < usize::from(lane) {
+            out.push((Vec::new(), 0, 0));
         }
+        out.push((head, tail_start, on_disk as u64));
     }
+    Ok((out, next_seq, count))
 }

@@ -15,8 +15,10 @@ pub struct VHost {
     pub name: String,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
-    /// Where durable exchanges, queues and bindings are recorded.
+    /// Where durable exchanges, queues and bindings are recorded, and queues page to.
     store: Arc<StoreHandle>,
+    /// Messages per queue lane kept in memory before the rest goes to disk.
+    queue_window: usize,
 }
 
 /// The arguments of exchange.declare.
@@ -60,12 +62,13 @@ const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
 ];
 
 impl VHost {
-    pub fn new(name: &str, store: Arc<StoreHandle>) -> Self {
+    pub fn new(name: &str, store: Arc<StoreHandle>, queue_window: usize) -> Self {
         let vhost = Self {
             name: name.to_string(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
+            queue_window,
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -240,8 +243,8 @@ impl VHost {
                     spec.auto_delete,
                     spec.arguments.clone(),
                 );
+                let id = self.store.next_queue_id();
                 if durable {
-                    let id = self.store.next_queue_id();
                     self.store.submit(StoreOp::PutQueue(QueueRecord {
                         vhost: self.name.clone(),
                         name: spec.name.clone(),
@@ -249,8 +252,8 @@ impl VHost {
                         auto_delete: spec.auto_delete,
                         arguments: spec.arguments.clone(),
                     }));
-                    q = q.with_storage(self.store.clone(), id);
                 }
+                q = q.with_storage(self.store.clone(), id, self.queue_window);
                 return Ok(v.insert(Arc::new(q)).clone());
             }
         };
@@ -520,8 +523,8 @@ impl VHost {
         Ok(())
     }
 
-    /// Recreates a durable queue and its messages from the store at start.
-    pub fn restore_queue(&self, r: &QueueRecord, entries: Vec<super::message::QueueEntry>) {
+    /// Recreates a durable queue from its record at start; recovery then refills it.
+    pub fn restore_queue(&self, r: &QueueRecord) -> Arc<Queue> {
         let q = Queue::new(
             r.name.as_str().into(),
             self.name.clone(),
@@ -530,9 +533,10 @@ impl VHost {
             r.auto_delete,
             r.arguments.clone(),
         )
-        .with_storage(self.store.clone(), r.id);
-        q.recover(entries);
-        self.queues.insert(r.name.clone(), Arc::new(q));
+        .with_storage(self.store.clone(), r.id, self.queue_window);
+        let q = Arc::new(q);
+        self.queues.insert(r.name.clone(), q.clone());
+        q
     }
 
     /// Recreates a binding between recovered durable objects at start.

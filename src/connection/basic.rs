@@ -131,30 +131,23 @@ impl Connection {
             content.body,
         );
         let store = &self.broker.store;
-        let durable_queues = self
-            .routed
-            .iter()
-            .filter(|q| q.store_id().is_some())
-            .count();
+        let durable_queues = self.routed.iter().filter(|q| q.durable).count();
         let stored = message.persistent && durable_queues > 0;
         if stored {
             message = message.with_store_id(store.next_message_id());
         }
         let message = Arc::new(message);
         if stored {
-            // Every durable queue holds a reference before any can let go of one.
-            (0..durable_queues).for_each(|_| message.retain_stored());
+            // Every durable queue holds the stored copy before any can let go of it.
+            store.refs.set(message.store_id, durable_queues as u32);
             store.submit(StoreOp::PutMessage {
                 id: message.store_id,
                 message: message.clone(),
             });
         }
         for queue in self.routed.drain(..) {
-            let durable = queue.store_id().is_some();
-            if !queue.publish(message.clone()) && stored && durable && message.release_stored() {
-                store.submit(StoreOp::RemoveMessage {
-                    id: message.store_id,
-                });
+            if !queue.publish(message.clone()) && stored && queue.durable {
+                store.release_message(message.store_id);
             }
         }
         stored

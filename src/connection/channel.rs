@@ -194,11 +194,7 @@ mod tests {
         );
         let mut ch = Channel::new();
         for &tag in tags {
-            let entry = QueueEntry {
-                seq: tag,
-                message: message.clone(),
-                redelivered: false,
-            };
+            let entry = QueueEntry::new(tag, message.clone());
             ch.unacked.push_back(Unacked {
                 tag,
                 queue: queue.clone(),

@@ -183,11 +183,14 @@ impl Connection {
         let mut ticker = tokio::time::interval_at(Instant::now() + beat / 2, beat / 2);
         let mut last_read = Instant::now();
         let mut wrote_since_tick = false;
+        let store = self.broker.store.clone();
         loop {
             if self.closing.is_some() {
                 return self.finish_close().await;
             }
             let room = self.io.output.len() < OUTPUT_HIGH_WATER;
+            // While the store is behind, publishers stop being read (TCP pushes back on them).
+            let congested = store.congested();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -198,7 +201,10 @@ impl Connection {
                     written?;
                     wrote_since_tick = true;
                 }
-                read = read_more(&mut self.io.reader, &mut self.io.input), if room => {
+                _ = store.relieved(), if congested => {
+                    last_read = Instant::now();
+                }
+                read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested => {
                     if read? == 0 {
                         return Err(ConnectionEnd::Eof);
                     }
@@ -222,7 +228,7 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick(), if self.heartbeat > 0 => {
-                    if last_read.elapsed() > beat * 2 {
+                    if last_read.elapsed() > beat * 2 && !congested {
                         warn!(peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
                         return Err(ConnectionEnd::HeartbeatTimeout);
                     }

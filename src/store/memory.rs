@@ -1,9 +1,13 @@
 //! A store in memory, for tests where disk is not the point. It keeps what a real store keeps,
 //! so a broker reopened on the same `MemoryStore` recovers like one reopened on disk.
 
-use super::{EntryRecord, Recovered, Store, StoreError, StoreOp};
+use super::{
+    BindingRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord, Recovered,
+    Store, StoreError, StoreOp,
+};
+use crate::broker::message::Message;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -12,35 +16,47 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    exchanges: BTreeMap<(String, String), super::ExchangeRecord>,
-    queues: BTreeMap<(String, String), super::QueueRecord>,
-    bindings: Vec<super::BindingRecord>,
-    messages: BTreeMap<u64, Arc<crate::broker::message::Message>>,
-    entries: BTreeMap<(u64, u64), (u64, bool)>,
+    exchanges: BTreeMap<(String, String), ExchangeRecord>,
+    queues: BTreeMap<(String, String), QueueRecord>,
+    bindings: Vec<BindingRecord>,
+    messages: BTreeMap<u64, Arc<Message>>,
+    entries: BTreeMap<EntryKey, EntryRecord>,
+}
+
+impl MemoryStore {
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.state.lock().map_err(|_| StoreError::Closed)
+    }
+}
+
+fn copy(m: &Message) -> Message {
+    let props = warren_amqp::protocol::basic::parse_properties(&m.raw_properties[..])
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    Message::from_parts(
+        m.exchange.clone(),
+        m.routing_key.clone(),
+        &props,
+        m.raw_properties.clone(),
+        m.body.clone(),
+    )
 }
 
 impl Store for MemoryStore {
     fn load(&self) -> Result<Recovered, StoreError> {
-        let s = self.state.lock().map_err(|_| StoreError::Closed)?;
-        let mut out = Recovered {
+        let s = self.state()?;
+        Ok(Recovered {
             exchanges: s.exchanges.values().cloned().collect(),
             queues: s.queues.values().cloned().collect(),
             bindings: s.bindings.clone(),
-            messages: s.messages.clone(),
-            ..Recovered::default()
-        };
-        for (&(queue, seq), &(message, redelivered)) in &s.entries {
-            out.entries.entry(queue).or_default().push(EntryRecord {
-                seq,
-                message,
-                redelivered,
-            });
-        }
-        Ok(out)
+            entries: s.entries.iter().map(|(k, r)| (*k, *r)).collect(),
+            max_message_id: s.messages.keys().next_back().copied().unwrap_or(0),
+            dropped: Vec::new(),
+        })
     }
 
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let mut s = self.state.lock().map_err(|_| StoreError::Closed)?;
+        let mut s = self.state()?;
         for op in ops {
             match op.clone() {
                 StoreOp::PutExchange(r) => {
@@ -52,9 +68,8 @@ impl Store for MemoryStore {
                 StoreOp::PutQueue(r) => {
                     s.queues.insert((r.vhost.clone(), r.name.clone()), r);
                 }
-                StoreOp::DeleteQueue { vhost, name, id } => {
+                StoreOp::DeleteQueue { vhost, name } => {
                     s.queues.remove(&(vhost, name));
-                    s.entries.retain(|(q, _), _| *q != id);
                 }
                 StoreOp::PutBinding(r) => {
                     if !s.bindings.contains(&r) {
@@ -68,16 +83,11 @@ impl Store for MemoryStore {
                 StoreOp::RemoveMessage { id } => {
                     s.messages.remove(&id);
                 }
-                StoreOp::PutEntry {
-                    queue,
-                    seq,
-                    message,
-                    redelivered,
-                } => {
-                    s.entries.insert((queue, seq), (message, redelivered));
+                StoreOp::PutEntry { key, record } => {
+                    s.entries.insert(key, record);
                 }
-                StoreOp::RemoveEntry { queue, seq } => {
-                    s.entries.remove(&(queue, seq));
+                StoreOp::RemoveEntry { key } => {
+                    s.entries.remove(&key);
                 }
             }
         }
@@ -86,5 +96,49 @@ impl Store for MemoryStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn read_entries(
+        &self,
+        queue: u64,
+        lane: u8,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<LoadedEntry>, StoreError> {
+        let s = self.state()?;
+        let range = EntryKey {
+            queue,
+            lane,
+            seq: from,
+        }..=EntryKey {
+            queue,
+            lane,
+            seq: u64::MAX,
+        };
+        Ok(s.entries
+            .range(range)
+            .take(max)
+            .map(|(k, r)| (*k, *r, s.messages.get(&r.message).map(|m| copy(m))))
+            .collect())
+    }
+
+    fn message_ids(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.state()?.messages.keys().copied().collect())
+    }
+
+    fn take_entries(
+        &self,
+        queue: u64,
+        lane: Option<u8>,
+        from: u64,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        let mut s = self.state()?;
+        let keys: Vec<EntryKey> = s
+            .entries
+            .keys()
+            .filter(|k| k.queue == queue && lane.is_none_or(|l| l == k.lane) && k.seq >= from)
+            .copied()
+            .collect();
+        Ok(keys.iter().filter_map(|k| s.entries.remove(k)).collect())
     }
 }

@@ -6,13 +6,13 @@
 //! the real broker; [`memory::MemoryStore`] serves tests where disk is not the point.
 
 pub mod memory;
+pub mod refs;
 pub mod sled_store;
 pub mod writer;
 
 use crate::broker::message::Message;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use warren_amqp::FieldTable;
 
@@ -80,6 +80,24 @@ pub struct BindingRecord {
     pub arguments: FieldTable,
 }
 
+/// Where one queue entry lives on disk: the queue's store id, its lane (the priority level,
+/// 0 for ordinary queues) and its sequence number, so each lane is one ordered key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryKey {
+    pub queue: u64,
+    pub lane: u8,
+    pub seq: u64,
+}
+
+/// What an entry records: the stored message, and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub message: u64,
+    pub redelivered: bool,
+    /// A transient message paged out of memory: dropped at recovery.
+    pub transient: bool,
+}
+
 /// One change to durable state.
 #[derive(Debug, Clone)]
 pub enum StoreOp {
@@ -89,15 +107,13 @@ pub enum StoreOp {
         name: String,
     },
     PutQueue(QueueRecord),
-    /// Removes the queue and every entry it holds.
     DeleteQueue {
         vhost: String,
         name: String,
-        id: u64,
     },
     PutBinding(BindingRecord),
     DeleteBinding(BindingRecord),
-    /// A persistent message, stored once however many durable queues hold it.
+    /// A message, stored once however many durable queues hold it.
     PutMessage {
         id: u64,
         message: Arc<Message>,
@@ -105,48 +121,60 @@ pub enum StoreOp {
     RemoveMessage {
         id: u64,
     },
-    /// A message's place in a durable queue; written again when it becomes redelivered.
+    /// A message's place in a queue; written again when it has been delivered, so it comes
+    /// back redelivered after a crash.
     PutEntry {
-        queue: u64,
-        seq: u64,
-        message: u64,
-        redelivered: bool,
+        key: EntryKey,
+        record: EntryRecord,
     },
     RemoveEntry {
-        queue: u64,
-        seq: u64,
+        key: EntryKey,
     },
 }
 
-/// A queue entry as recovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryRecord {
-    pub seq: u64,
-    pub message: u64,
-    pub redelivered: bool,
-}
-
-/// Everything a store holds, as read at start.
+/// Everything a store holds, as read at start (message bodies stay on disk).
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub exchanges: Vec<ExchangeRecord>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingRecord>,
-    /// Entries per queue id, in sequence order.
-    pub entries: BTreeMap<u64, Vec<EntryRecord>>,
-    pub messages: BTreeMap<u64, Arc<Message>>,
+    /// Every entry, in key order (so per queue and lane in sequence order).
+    pub entries: Vec<(EntryKey, EntryRecord)>,
+    /// The largest message id in the store.
+    pub max_message_id: u64,
     /// Records that could not be read, with the reason: logged, never silently dropped.
     pub dropped: Vec<String>,
 }
 
+/// An entry read back from disk with its message (`None` if the message record is missing
+/// or undecodable).
+pub type LoadedEntry = (EntryKey, EntryRecord, Option<Message>);
+
 /// A storage engine.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Reads everything back.
+    /// Reads definitions and entries back.
     fn load(&self) -> Result<Recovered, StoreError>;
     /// Applies changes in order; durable only after `sync`.
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// Makes everything applied so far durable (fsync).
     fn sync(&self) -> Result<(), StoreError>;
+    /// Up to `max` entries of one lane from sequence `from` on, with their messages.
+    fn read_entries(
+        &self,
+        queue: u64,
+        lane: u8,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<LoadedEntry>, StoreError>;
+    /// The ids of every stored message.
+    fn message_ids(&self) -> Result<Vec<u64>, StoreError>;
+    /// Removes a queue's entries (one lane, or all) from sequence `from` on; returns them.
+    fn take_entries(
+        &self,
+        queue: u64,
+        lane: Option<u8>,
+        from: u64,
+    ) -> Result<Vec<EntryRecord>, StoreError>;
 }
 
 const MESSAGE_FORMAT: u8 = 1;
@@ -209,21 +237,49 @@ fn short_str(bytes: &mut Bytes) -> Option<String> {
     String::from_utf8(bytes.split_to(len).to_vec()).ok()
 }
 
-/// Entry values: message id and flags.
-pub fn encode_entry(message: u64, redelivered: bool) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[..8].copy_from_slice(&message.to_be_bytes());
-    v[8] = redelivered as u8;
-    v
+impl EntryKey {
+    pub fn to_bytes(self) -> [u8; 17] {
+        let mut k = [0u8; 17];
+        k[..8].copy_from_slice(&self.queue.to_be_bytes());
+        k[8] = self.lane;
+        k[9..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let k: &[u8; 17] = bytes.try_into().ok()?;
+        Some(Self {
+            queue: u64::from_be_bytes(k[..8].try_into().ok()?),
+            lane: k[8],
+            seq: u64::from_be_bytes(k[9..].try_into().ok()?),
+        })
+    }
+
+    /// The first key of a lane's range from `seq` on (or of the whole queue's).
+    pub fn prefix(queue: u64, lane: Option<u8>) -> Vec<u8> {
+        let mut p = queue.to_be_bytes().to_vec();
+        p.extend(lane);
+        p
+    }
 }
 
-pub fn decode_entry(seq: u64, value: &[u8]) -> Option<EntryRecord> {
-    let id: [u8; 8] = value.get(..8)?.try_into().ok()?;
-    Some(EntryRecord {
-        seq,
-        message: u64::from_be_bytes(id),
-        redelivered: value.get(8) == Some(&1),
-    })
+impl EntryRecord {
+    pub fn to_bytes(self) -> [u8; 9] {
+        let mut v = [0u8; 9];
+        v[..8].copy_from_slice(&self.message.to_be_bytes());
+        v[8] = u8::from(self.redelivered) | (u8::from(self.transient) << 1);
+        v
+    }
+
+    pub fn from_bytes(value: &[u8]) -> Option<Self> {
+        let id: [u8; 8] = value.get(..8)?.try_into().ok()?;
+        let flags = *value.get(8)?;
+        Some(Self {
+            message: u64::from_be_bytes(id),
+            redelivered: flags & 1 != 0,
+            transient: flags & 2 != 0,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -258,15 +314,19 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        let e = decode_entry(7, &encode_entry(42, true)).unwrap();
-        assert_eq!(
-            e,
-            EntryRecord {
-                seq: 7,
-                message: 42,
-                redelivered: true
-            }
-        );
-        assert!(decode_entry(7, &[1, 2]).is_none());
+        let key = EntryKey {
+            queue: 3,
+            lane: 9,
+            seq: 7,
+        };
+        assert_eq!(EntryKey::from_bytes(&key.to_bytes()), Some(key));
+        let record = EntryRecord {
+            message: 42,
+            redelivered: true,
+            transient: true,
+        };
+        assert_eq!(EntryRecord::from_bytes(&record.to_bytes()), Some(record));
+        assert!(EntryRecord::from_bytes(&[1, 2]).is_none());
+        assert!(key.to_bytes().starts_with(&EntryKey::prefix(3, Some(9))));
     }
 }

@@ -1,13 +1,13 @@
-//! The sled-backed store. Three trees: `definitions` (exchanges, queues, bindings as JSON),
-//! `messages` (id → encoded message, stored once however many queues hold it) and `entries`
-//! (queue id ++ sequence → message id and flags), so a queue's messages are one ordered range.
+//! The sled-backed store. Three trees: `definitions` (exchanges, queues, bindings as JSON, with
+//! arguments in their AMQP wire form), `messages` (id → encoded message, stored once however
+//! many queues hold it) and `entries` ([`EntryKey`] → [`EntryRecord`]), so each queue lane is
+//! one ordered key range that paging reads back in order.
 
 use super::{
-    decode_entry, decode_message, encode_entry, encode_message, BindingRecord, ExchangeRecord,
-    QueueRecord, Recovered, Store, StoreError, StoreOp,
+    decode_message, encode_message, BindingRecord, EntryKey, EntryRecord, LoadedEntry, Recovered,
+    Store, StoreError, StoreOp,
 };
 use std::path::Path;
-use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -31,15 +31,7 @@ fn queue_key(vhost: &str, name: &str) -> Vec<u8> {
 
 fn binding_key(b: &BindingRecord) -> Result<Vec<u8>, StoreError> {
     // The whole record is the identity of a binding (arguments included).
-    let json = serde_json::to_vec(b).map_err(|e| StoreError::Engine(e.to_string()))?;
-    Ok([b"b\0".as_slice(), &json].concat())
-}
-
-fn entry_key(queue: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&queue.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
+    Ok([b"b\0".as_slice(), &json(b)?].concat())
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -52,7 +44,7 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("store"))
-            // sled's default 1 GiB page cache is far more than a broker's metadata needs.
+            // sled's default 1 GiB page cache is far more than a broker's working set needs.
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .mode(sled::Mode::HighThroughput)
@@ -73,20 +65,15 @@ impl SledStore {
         for item in self.definitions.iter() {
             let (key, value) = item.map_err(engine)?;
             let name = String::from_utf8_lossy(&key).replace('\0', "/");
-            let parsed =
-                match key.first() {
-                    Some(b'x') => serde_json::from_slice::<ExchangeRecord>(&value)
-                        .map(|r| out.exchanges.push(r)),
-                    Some(b'q') => {
-                        serde_json::from_slice::<QueueRecord>(&value).map(|r| out.queues.push(r))
-                    }
-                    Some(b'b') => serde_json::from_slice::<BindingRecord>(&value)
-                        .map(|r| out.bindings.push(r)),
-                    _ => {
-                        out.dropped.push(format!("unknown definition {name}"));
-                        Ok(())
-                    }
-                };
+            let parsed = match key.first() {
+                Some(b'x') => serde_json::from_slice(&value).map(|r| out.exchanges.push(r)),
+                Some(b'q') => serde_json::from_slice(&value).map(|r| out.queues.push(r)),
+                Some(b'b') => serde_json::from_slice(&value).map(|r| out.bindings.push(r)),
+                _ => {
+                    out.dropped.push(format!("unknown definition {name}"));
+                    Ok(())
+                }
+            };
             if let Err(e) = parsed {
                 out.dropped.push(format!("definition {name}: {e}"));
             }
@@ -94,42 +81,9 @@ impl SledStore {
         Ok(())
     }
 
-    fn load_messages(&self, out: &mut Recovered) -> Result<(), StoreError> {
-        for item in self.messages.iter() {
-            let (key, value) = item.map_err(engine)?;
-            let Ok(id) = <[u8; 8]>::try_from(&key[..]).map(u64::from_be_bytes) else {
-                out.dropped
-                    .push(format!("message with a malformed key {key:?}"));
-                continue;
-            };
-            match decode_message(bytes::Bytes::copy_from_slice(&value)) {
-                Some(m) => {
-                    out.messages.insert(id, Arc::new(m.with_store_id(id)));
-                }
-                None => out
-                    .dropped
-                    .push(format!("message {id}: undecodable record")),
-            }
-        }
-        Ok(())
-    }
-
-    fn load_entries(&self, out: &mut Recovered) -> Result<(), StoreError> {
-        for item in self.entries.iter() {
-            let (key, value) = item.map_err(engine)?;
-            let parsed = <[u8; 16]>::try_from(&key[..]).ok().and_then(|k| {
-                let queue = u64::from_be_bytes(k[..8].try_into().ok()?);
-                let seq = u64::from_be_bytes(k[8..].try_into().ok()?);
-                Some((queue, decode_entry(seq, &value)?))
-            });
-            match parsed {
-                Some((queue, entry)) => out.entries.entry(queue).or_default().push(entry),
-                None => out
-                    .dropped
-                    .push(format!("queue entry with a malformed key or value {key:?}")),
-            }
-        }
-        Ok(())
+    fn message(&self, id: u64) -> Result<Option<super::Message>, StoreError> {
+        let value = self.messages.get(id.to_be_bytes()).map_err(engine)?;
+        Ok(value.and_then(|v| decode_message(bytes::Bytes::copy_from_slice(&v))))
     }
 }
 
@@ -137,8 +91,20 @@ impl Store for SledStore {
     fn load(&self) -> Result<Recovered, StoreError> {
         let mut out = Recovered::default();
         self.load_definitions(&mut out)?;
-        self.load_messages(&mut out)?;
-        self.load_entries(&mut out)?;
+        for item in self.entries.iter() {
+            let (key, value) = item.map_err(engine)?;
+            match (EntryKey::from_bytes(&key), EntryRecord::from_bytes(&value)) {
+                (Some(k), Some(r)) => out.entries.push((k, r)),
+                _ => out
+                    .dropped
+                    .push(format!("queue entry with a malformed key or value {key:?}")),
+            }
+        }
+        if let Some((key, _)) = self.messages.last().map_err(engine)? {
+            out.max_message_id = <[u8; 8]>::try_from(&key[..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+        }
         Ok(out)
     }
 
@@ -160,15 +126,10 @@ impl Store for SledStore {
                         .insert(queue_key(&r.vhost, &r.name), json(r)?)
                         .map_err(engine)?;
                 }
-                StoreOp::DeleteQueue { vhost, name, id } => {
+                StoreOp::DeleteQueue { vhost, name } => {
                     self.definitions
                         .remove(queue_key(vhost, name))
                         .map_err(engine)?;
-                    let mut batch = sled::Batch::default();
-                    for key in self.entries.scan_prefix(id.to_be_bytes()).keys() {
-                        batch.remove(key.map_err(engine)?);
-                    }
-                    self.entries.apply_batch(batch).map_err(engine)?;
                 }
                 StoreOp::PutBinding(r) => {
                     self.definitions
@@ -186,23 +147,13 @@ impl Store for SledStore {
                 StoreOp::RemoveMessage { id } => {
                     self.messages.remove(id.to_be_bytes()).map_err(engine)?;
                 }
-                StoreOp::PutEntry {
-                    queue,
-                    seq,
-                    message,
-                    redelivered,
-                } => {
+                StoreOp::PutEntry { key, record } => {
                     self.entries
-                        .insert(
-                            entry_key(*queue, *seq),
-                            &encode_entry(*message, *redelivered)[..],
-                        )
+                        .insert(key.to_bytes(), &record.to_bytes()[..])
                         .map_err(engine)?;
                 }
-                StoreOp::RemoveEntry { queue, seq } => {
-                    self.entries
-                        .remove(entry_key(*queue, *seq))
-                        .map_err(engine)?;
+                StoreOp::RemoveEntry { key } => {
+                    self.entries.remove(key.to_bytes()).map_err(engine)?;
                 }
             }
         }
@@ -211,5 +162,69 @@ impl Store for SledStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(engine)
+    }
+
+    fn read_entries(
+        &self,
+        queue: u64,
+        lane: u8,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<LoadedEntry>, StoreError> {
+        let start = EntryKey {
+            queue,
+            lane,
+            seq: from,
+        }
+        .to_bytes();
+        let end = EntryKey {
+            queue,
+            lane,
+            seq: u64::MAX,
+        }
+        .to_bytes();
+        let mut out = Vec::with_capacity(max.min(4096));
+        for item in self.entries.range(start..=end).take(max) {
+            let (k, v) = item.map_err(engine)?;
+            let (Some(key), Some(record)) = (EntryKey::from_bytes(&k), EntryRecord::from_bytes(&v))
+            else {
+                continue;
+            };
+            out.push((key, record, self.message(record.message)?));
+        }
+        Ok(out)
+    }
+
+    fn message_ids(&self) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::new();
+        for key in self.messages.iter().keys() {
+            let key = key.map_err(engine)?;
+            if let Ok(id) = <[u8; 8]>::try_from(&key[..]) {
+                ids.push(u64::from_be_bytes(id));
+            }
+        }
+        Ok(ids)
+    }
+
+    fn take_entries(
+        &self,
+        queue: u64,
+        lane: Option<u8>,
+        from: u64,
+    ) -> Result<Vec<EntryRecord>, StoreError> {
+        let prefix = EntryKey::prefix(queue, lane);
+        let mut batch = sled::Batch::default();
+        let mut taken = Vec::new();
+        for item in self.entries.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(engine)?;
+            if EntryKey::from_bytes(&k).is_some_and(|key| key.seq >= from) {
+                if let Some(record) = EntryRecord::from_bytes(&v) {
+                    taken.push(record);
+                }
+                batch.remove(k);
+            }
+        }
+        self.entries.apply_batch(batch).map_err(engine)?;
+        Ok(taken)
     }
 }

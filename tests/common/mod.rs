@@ -37,7 +37,7 @@ impl TestBroker {
         Self::start_in_with(dir, |_| {}).await
     }
 
-    async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start_in_with(dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warren=debug")
             .with_test_writer()

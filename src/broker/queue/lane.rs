@@ -1,0 +1,143 @@
+//! One ordered lane of a queue (a queue without priorities has one; a priority queue one per
+//! priority level): the head of its messages in memory, and the rest on disk.
+//!
+//! Messages go to disk once the in-memory head holds `window` of them (or once anything is on
+//! disk, so order is kept); they come back in batches as the head drains. Everything in memory
+//! comes before everything on disk, so a lane is always `head ++ tail`.
+
+use crate::broker::message::QueueEntry;
+use std::collections::VecDeque;
+
+#[derive(Debug, Default)]
+pub struct Lane {
+    /// Ready entries in memory, in sequence order.
+    pub head: VecDeque<QueueEntry>,
+    pub tail: Tail,
+}
+
+/// The part of a lane that is only on disk.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The first sequence number on disk not yet read back.
+    pub start: u64,
+    /// How many entries are on disk only.
+    pub count: u64,
+    /// A read is on its way.
+    pub loading: bool,
+    /// Bumped when the tail is thrown away (purge), so a read already on its way is ignored.
+    pub generation: u64,
+}
+
+impl Lane {
+    pub fn len(&self) -> u64 {
+        self.head.len() as u64 + self.tail.count
+    }
+
+    /// Whether a new entry must go to disk to keep the lane's order and memory bound.
+    pub fn must_page(&self, window: usize) -> bool {
+        self.tail.count > 0 || self.head.len() >= window
+    }
+
+    /// Records an entry written to disk instead of kept in memory.
+    pub fn paged(&mut self, seq: u64) {
+        if self.tail.count == 0 {
+            self.tail.start = seq;
+        }
+        self.tail.count += 1;
+    }
+
+    /// Whether the head is low enough that the next batch should be read back.
+    pub fn wants_load(&self, window: usize) -> bool {
+        self.tail.count > 0 && !self.tail.loading && self.head.len() < window.div_ceil(2).max(1)
+    }
+
+    /// Inserts an entry back where its sequence number belongs (requeues come back here).
+    pub fn insert_sorted(&mut self, entry: QueueEntry) {
+        let at = self.head.partition_point(|e| e.seq < entry.seq);
+        self.head.insert(at, entry);
+    }
+
+    /// Appends entries read back from disk, which follow everything in memory.
+    pub fn loaded(&mut self, entries: Vec<QueueEntry>) {
+        let n = entries.len() as u64;
+        if let Some(last) = entries.last() {
+            self.tail.start = last.seq + 1;
+        }
+        self.head.extend(entries);
+        // An empty read means the disk holds less than counted: believe the disk.
+        self.tail.count = if n == 0 {
+            0
+        } else {
+            self.tail.count.saturating_sub(n)
+        };
+        self.tail.loading = false;
+    }
+
+    /// Forgets the disk tail (its entries are being removed from disk).
+    pub fn discard_tail(&mut self) -> Option<u64> {
+        if self.tail.count == 0 && !self.tail.loading {
+            return None;
+        }
+        let from = self.tail.start;
+        self.tail = Tail {
+            generation: self.tail.generation + 1,
+            ..Tail::default()
+        };
+        Some(from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use bytes::Bytes;
+    use warren_amqp::BasicProperties;
+
+    fn entry(seq: u64) -> QueueEntry {
+        let m = Message::new(
+            "".into(),
+            "q".into(),
+            &BasicProperties::default(),
+            Bytes::new(),
+            Bytes::new(),
+        );
+        QueueEntry::new(seq, m)
+    }
+
+    #[test]
+    fn pages_past_the_window_and_keeps_order() {
+        let mut lane = Lane::default();
+        for seq in 0..3 {
+            assert!(!lane.must_page(3));
+            lane.head.push_back(entry(seq));
+        }
+        assert!(lane.must_page(3));
+        lane.paged(3);
+        lane.paged(4);
+        assert_eq!(lane.len(), 5);
+        lane.head.pop_front();
+        lane.head.pop_front();
+        assert!(lane.wants_load(3));
+        lane.tail.loading = true;
+        assert!(!lane.wants_load(3));
+        lane.loaded(vec![entry(3), entry(4)]);
+        let seqs: Vec<u64> = lane.head.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3, 4]);
+        assert_eq!(lane.tail.count, 0);
+        assert!(!lane.must_page(4));
+    }
+
+    #[test]
+    fn requeued_entries_go_back_in_order_and_discard_bumps_the_generation() {
+        let mut lane = Lane::default();
+        lane.head.push_back(entry(5));
+        lane.insert_sorted(entry(2));
+        assert_eq!(lane.head.front().map(|e| e.seq), Some(2));
+        lane.paged(9);
+        let generation = lane.tail.generation;
+        assert_eq!(lane.discard_tail(), Some(9));
+        assert_eq!(lane.tail.generation, generation + 1);
+        assert_eq!(lane.discard_tail(), None);
+    }
+}

@@ -1,0 +1,554 @@
+//! A classic queue: ready messages in order (per priority lane), the consumers it delivers
+//! to, round-robin.
+//!
+//! Publishers' and consumers' connection tasks call in directly; one short mutex per queue
+//! (never a broker-wide lock) guards the state. Deliveries leave through consumers' mailboxes,
+//! so no connection ever waits on another's socket.
+//!
+//! Each lane keeps at most `window` messages in memory and the rest on disk (see `lane`).
+//! A durable queue also records its persistent messages' entries in the store. Store writes
+//! are sent from under the queue's lock, so the store sees each entry's put before any
+//! removal of it.
+
+mod lane;
+
+use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
+use super::message::{Message, QueueEntry};
+use crate::error::{AmqpError, AmqpResult};
+use crate::store::{EntryKey, EntryRecord, LoadedEntry, StoreError, StoreHandle, StoreOp};
+use lane::Lane;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tracing::error;
+use warren_amqp::{FieldTable, ShortString};
+
+/// Entries read back from disk per request.
+const LOAD_BATCH: usize = 1024;
+
+#[derive(Debug)]
+pub struct Queue {
+    pub name: ShortString,
+    pub vhost: String,
+    pub durable: bool,
+    /// The connection that declared an exclusive queue; only it may use the queue.
+    pub exclusive_owner: Option<ConnectionId>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// Where the queue pages messages out and, if durable, records persistent ones.
+    storage: Option<Storage>,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug)]
+struct Storage {
+    store: Arc<StoreHandle>,
+    /// The queue's id in the store.
+    id: u64,
+    /// Messages per lane kept in memory before the rest goes to disk.
+    window: usize,
+}
+
+#[derive(Debug)]
+struct QueueState {
+    lanes: Vec<Lane>,
+    consumers: Vec<Arc<Consumer>>,
+    /// Index of the consumer that gets the next message.
+    next_consumer: usize,
+    next_seq: u64,
+    /// Deliveries handed out and not yet acked, rejected or returned.
+    unacked: usize,
+    deleted: bool,
+}
+
+/// What removing a consumer left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsumerRemoval {
+    NotFound,
+    Removed,
+    /// It was the last consumer of an auto-delete queue: the caller deletes the queue.
+    RemovedLastOfAutoDelete,
+}
+
+impl Queue {
+    pub fn new(
+        name: ShortString,
+        vhost: String,
+        durable: bool,
+        exclusive_owner: Option<ConnectionId>,
+        auto_delete: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        let state = QueueState {
+            lanes: vec![Lane::default()],
+            consumers: Vec::new(),
+            next_consumer: 0,
+            next_seq: 0,
+            unacked: 0,
+            deleted: false,
+        };
+        Self {
+            name,
+            vhost,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            storage: None,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Lets the queue page to `store` under `id` (and, if durable, record persistent messages).
+    pub fn with_storage(mut self, store: Arc<StoreHandle>, id: u64, window: usize) -> Self {
+        self.storage = Some(Storage {
+            store,
+            id,
+            window: window.max(1),
+        });
+        self
+    }
+
+    /// The queue's id in the store.
+    pub fn store_id(&self) -> Option<u64> {
+        self.storage.as_ref().map(|s| s.id)
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        // A poisoned lock means a panic while holding it; the state is still consistent enough
+        // to keep serving, which beats taking every user of the queue down with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn check_access(&self, connection: ConnectionId) -> AmqpResult<()> {
+        match self.exclusive_owner {
+            Some(owner) if owner != connection => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
+                 originally declared on another connection or the exclusive property value does \
+                 not match that of the original declaration.",
+                self.name, self.vhost
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn key(&self, entry: &QueueEntry) -> Option<(&Storage, EntryKey)> {
+        let s = self.storage.as_ref()?;
+        Some((
+            s,
+            EntryKey {
+                queue: s.id,
+                lane: entry.lane,
+                seq: entry.seq,
+            },
+        ))
+    }
+
+    /// Records that a delivered persistent entry comes back redelivered after a crash.
+    fn mark_delivered(&self, entry: &QueueEntry) {
+        if entry.disk == 0 || entry.redelivered || !self.durable || !entry.message.persistent {
+            return;
+        }
+        if let Some((s, key)) = self.key(entry) {
+            let record = EntryRecord {
+                message: entry.disk,
+                redelivered: true,
+                transient: false,
+            };
+            s.store.submit(StoreOp::PutEntry { key, record });
+        }
+    }
+
+    /// An entry leaves the queue for good: its record goes, and its message's record with the
+    /// last holder. After a delete the queue's records are already gone.
+    fn forget(&self, entry: &QueueEntry, queue_gone: bool) {
+        if entry.disk == 0 || queue_gone {
+            return;
+        }
+        if let Some((s, key)) = self.key(entry) {
+            s.store.submit(StoreOp::RemoveEntry { key });
+            s.store.release_message(entry.disk);
+        }
+    }
+
+    /// Writes an entry to disk instead of keeping it in memory.
+    fn page_out(&self, state: &mut QueueState, mut entry: QueueEntry) {
+        let Some((s, key)) = self.key(&entry) else {
+            return;
+        };
+        if entry.disk == 0 {
+            // Not stored yet (transient, or this queue is not durable): a copy of its own,
+            // thrown away at the next start.
+            entry.disk = s.store.next_message_id();
+            s.store.submit(StoreOp::PutMessage {
+                id: entry.disk,
+                message: entry.message.clone(),
+            });
+            let record = EntryRecord {
+                message: entry.disk,
+                redelivered: entry.redelivered,
+                transient: true,
+            };
+            s.store.submit(StoreOp::PutEntry { key, record });
+        }
+        state.lanes[usize::from(entry.lane)].paged(entry.seq);
+    }
+
+    /// Asks the store for the next batch of every lane whose in-memory head runs low.
+    fn request_loads(self: &Arc<Self>, state: &mut QueueState) {
+        let Some(s) = &self.storage else { return };
+        for (i, lane) in state.lanes.iter_mut().enumerate() {
+            if !lane.wants_load(s.window) {
+                continue;
+            }
+            lane.tail.loading = true;
+            let (queue, generation, index) = (Arc::downgrade(self), lane.tail.generation, i as u8);
+            let max = LOAD_BATCH.min(s.window);
+            s.store.load(
+                s.id,
+                index,
+                lane.tail.start,
+                max,
+                Box::new(move |result| {
+                    if let Some(q) = queue.upgrade() {
+                        q.on_loaded(index, generation, result);
+                    }
+                }),
+            );
+        }
+    }
+
+    /// A batch read back from disk (runs on the store thread).
+    fn on_loaded(
+        self: &Arc<Self>,
+        lane: u8,
+        generation: u64,
+        result: Result<Vec<LoadedEntry>, StoreError>,
+    ) {
+        let mut state = self.state();
+        let index = usize::from(lane);
+        if state.deleted || state.lanes[index].tail.generation != generation {
+            return;
+        }
+        let loaded = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!(
+                    "queue '{}': reading messages back from disk failed: {e}",
+                    self.name
+                );
+                state.lanes[index].tail.loading = false;
+                return;
+            }
+        };
+        let mut entries = Vec::with_capacity(loaded.len());
+        for (key, record, message) in loaded {
+            match message {
+                Some(m) => entries.push(QueueEntry {
+                    seq: key.seq,
+                    message: Arc::new(m.with_store_id(record.message)),
+                    redelivered: record.redelivered,
+                    lane,
+                    disk: record.message,
+                }),
+                None => error!(
+                    "queue '{}': message {} of entry {} is missing from disk; dropped",
+                    self.name, record.message, key.seq
+                ),
+            }
+        }
+        state.lanes[index].loaded(entries);
+        self.dispatch_locked(&mut state);
+    }
+
+    /// Refills a durable queue at start: per lane, the entries read into memory and the part
+    /// left on disk (first sequence and count).
+    pub fn recover(&self, lanes: Vec<(Vec<QueueEntry>, u64, u64)>, next_seq: u64) {
+        let mut state = self.state();
+        state.next_seq = next_seq;
+        for (i, (head, start, count)) in lanes.into_iter().enumerate() {
+            if let Some(lane) = state.lanes.get_mut(i) {
+                lane.head = head.into();
+                lane.tail.start = start;
+                lane.tail.count = count;
+            }
+        }
+    }
+
+    /// Enqueues a routed message and hands it to a consumer if one has credit. Returns false
+    /// if the queue was deleted meanwhile.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> bool {
+        let mut state = self.state();
+        if state.deleted {
+            return false;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let mut entry = QueueEntry::new(seq, message);
+        if self.durable && entry.message.store_id != 0 {
+            entry.disk = entry.message.store_id;
+            if let Some((s, key)) = self.key(&entry) {
+                let record = EntryRecord {
+                    message: entry.disk,
+                    redelivered: false,
+                    transient: false,
+                };
+                s.store.submit(StoreOp::PutEntry { key, record });
+            }
+        }
+        if state.is_empty() {
+            if let Some(consumer) = state.next_ready_consumer() {
+                self.send(&mut state, consumer, entry);
+                return true;
+            }
+        }
+        let lane = &state.lanes[usize::from(entry.lane)];
+        match &self.storage {
+            Some(s) if lane.must_page(s.window) => self.page_out(&mut state, entry),
+            _ => state.lanes[usize::from(entry.lane)].head.push_back(entry),
+        }
+        true
+    }
+
+    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
+        let mut state = self.state();
+        if state.deleted {
+            return Err(AmqpError::not_found(format!(
+                "no queue '{}' in vhost '{}'",
+                self.name, self.vhost
+            )));
+        }
+        let exclusive_taken = state.consumers.iter().any(|c| c.exclusive);
+        if exclusive_taken || (consumer.exclusive && !state.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.name, self.vhost
+            )));
+        }
+        state.consumers.push(consumer);
+        self.dispatch_locked(&mut state);
+        Ok(())
+    }
+    pub fn remove_consumer(
+        &self,
+        connection: ConnectionId,
+        channel: u16,
+        tag: &str,
+    ) -> ConsumerRemoval {
+        let mut state = self.state();
+        let before = state.consumers.len();
+        state.consumers.retain(|c| {
+            !(c.connection == connection && c.channel == channel && c.tag.as_str() == tag)
+        });
+        if state.consumers.len() == before {
+            return ConsumerRemoval::NotFound;
+        }
+        if state.next_consumer >= state.consumers.len() {
+            state.next_consumer = 0;
+        }
+        if self.auto_delete && state.consumers.is_empty() && !state.deleted {
+            ConsumerRemoval::RemovedLastOfAutoDelete
+        } else {
+            ConsumerRemoval::Removed
+        }
+    }
+
+    /// basic.get: the head message and how many remain. Waits for a read from disk when only
+    /// the disk holds messages.
+    pub fn get(self: &Arc<Self>, ack: bool) -> Option<(QueueEntry, u32)> {
+        for _ in 0..2 {
+            {
+                let mut state = self.state();
+                if let Some(entry) = state.pop() {
+                    if ack {
+                        state.unacked += 1;
+                        self.mark_delivered(&entry);
+                    } else {
+                        self.forget(&entry, false);
+                    }
+                    self.request_loads(&mut state);
+                    return Some((entry, state.len() as u32));
+                }
+                if state.is_empty() {
+                    return None;
+                }
+                self.request_loads(&mut state);
+            }
+            if let Some(s) = &self.storage {
+                // The read runs on the store thread; once this returns it has been delivered.
+                s.store.ping_blocking();
+            }
+        }
+        None
+    }
+
+    /// Puts messages back in their original positions, marked redelivered, and redelivers.
+    pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = QueueEntry>) {
+        self.put_back(entries, true, true);
+    }
+
+    /// Returns deliveries that never reached the client (its consumer or channel went away
+    /// while they were in the mailbox): they keep their redelivered flag.
+    /// `counted` says whether the delivery counted as unacked (consumers with acks).
+    pub fn restore(self: &Arc<Self>, entry: QueueEntry, counted: bool) {
+        self.put_back([entry], false, counted);
+    }
+
+    fn put_back(
+        self: &Arc<Self>,
+        entries: impl IntoIterator<Item = QueueEntry>,
+        redelivered: bool,
+        counted: bool,
+    ) {
+        let mut state = self.state();
+        let mut returned = 0;
+        for mut entry in entries {
+            returned += 1;
+            if state.deleted {
+                continue;
+            }
+            entry.redelivered |= redelivered;
+            state.lanes[usize::from(entry.lane)].insert_sorted(entry);
+        }
+        if counted {
+            state.unacked = state.unacked.saturating_sub(returned);
+        }
+        self.dispatch_locked(&mut state);
+    }
+
+    /// Acked or rejected-without-requeue deliveries leave the queue for good.
+    pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a QueueEntry>) {
+        let mut state = self.state();
+        let mut count = 0;
+        for entry in entries {
+            count += 1;
+            self.forget(entry, state.deleted);
+        }
+        state.unacked = state.unacked.saturating_sub(count);
+    }
+
+    /// Delivers ready messages to consumers with credit.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut state = self.state();
+        self.dispatch_locked(&mut state);
+    }
+
+    fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState) {
+        while state.has_ready() {
+            let Some(consumer) = state.next_ready_consumer() else {
+                break;
+            };
+            if let Some(entry) = state.pop() {
+                self.send(state, consumer, entry);
+            }
+        }
+        self.request_loads(state);
+    }
+
+    fn send(self: &Arc<Self>, state: &mut QueueState, consumer: Arc<Consumer>, entry: QueueEntry) {
+        if consumer.mailbox.is_closed() {
+            // The connection is gone without removing its consumer (it was aborted).
+            state.consumers.retain(|c| !Arc::ptr_eq(c, &consumer));
+            state.lanes[usize::from(entry.lane)].insert_sorted(entry);
+            return;
+        }
+        if consumer.no_ack {
+            // Delivered without acknowledgement: gone from the queue once sent.
+            self.forget(&entry, false);
+        } else {
+            state.unacked += 1;
+            self.mark_delivered(&entry);
+        }
+        let event = ConnectionEvent::Deliver {
+            queue: self.clone(),
+            consumer: consumer.clone(),
+            entry,
+        };
+        // Cannot fail: a connection removes its consumers before closing its mailbox.
+        let _ = consumer.mailbox.send(event);
+    }
+
+    pub fn purge(&self) -> u32 {
+        let mut state = self.state();
+        let n = state.len() as u32;
+        for i in 0..state.lanes.len() {
+            for entry in std::mem::take(&mut state.lanes[i].head) {
+                self.forget(&entry, false);
+            }
+            if let (Some(from), Some(s)) = (state.lanes[i].discard_tail(), &self.storage) {
+                s.store.drop_entries(s.id, Some(i as u8), from);
+            }
+        }
+        n
+    }
+
+    /// Marks the queue deleted, drops its messages (and its records in the store) and returns
+    /// its message count and the consumers to notify with basic.cancel.
+    pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+        let mut state = self.state();
+        state.deleted = true;
+        let n = state.len() as u32;
+        if let Some(s) = &self.storage {
+            if self.durable {
+                s.store.submit(StoreOp::DeleteQueue {
+                    vhost: self.vhost.clone(),
+                    name: self.name.to_string(),
+                });
+            }
+            // Every record of the queue goes, those of unacked deliveries included.
+            s.store.drop_entries(s.id, None, 0);
+        }
+        for lane in &mut state.lanes {
+            lane.head.clear();
+            lane.discard_tail();
+        }
+        (n, std::mem::take(&mut state.consumers))
+    }
+
+    pub fn message_count(&self) -> u32 {
+        self.state().len() as u32
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.state().consumers.len() as u32
+    }
+
+    pub fn unacked_count(&self) -> usize {
+        self.state().unacked
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.state().deleted
+    }
+}
+
+impl QueueState {
+    /// Messages in memory and on disk.
+    fn len(&self) -> u64 {
+        self.lanes.iter().map(Lane::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lanes.iter().all(|l| l.len() == 0)
+    }
+
+    fn has_ready(&self) -> bool {
+        self.lanes.iter().any(|l| !l.head.is_empty())
+    }
+
+    /// The next message in memory: from the highest-priority lane that has one.
+    fn pop(&mut self) -> Option<QueueEntry> {
+        self.lanes.iter_mut().rev().find_map(|l| l.head.pop_front())
+    }
+
+    /// The next consumer in round-robin order that has credit for one more delivery.
+    fn next_ready_consumer(&mut self) -> Option<Arc<Consumer>> {
+        let n = self.consumers.len();
+        for i in 0..n {
+            let idx = (self.next_consumer + i) % n;
+            if self.consumers[idx].try_reserve() {
+                self.next_consumer = (idx + 1) % n;
+                return Some(self.consumers[idx].clone());
+            }
+        }
+        None
+    }
+}
