@@ -2,7 +2,8 @@
 //! confirms and transactions, and deliveries arriving from queues.
 
 use super::channel::{ChannelConsumer, ChannelState, Confirms, TxOp, Unacked};
-use super::{requeue_all, Connection};
+use super::close::requeue_all;
+use super::Connection;
 use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::exchange::{Exchange, RoutingInput};
 use crate::broker::message::Message;

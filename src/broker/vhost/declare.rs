@@ -1,0 +1,292 @@
+//! exchange.declare / delete and queue.declare / delete: RabbitMQ's checks, and the records
+//! durable ones leave in the store.
+
+use super::equivalence::check_args_equivalent;
+use super::VHost;
+use crate::broker::consumer::{ConnectionId, Consumer};
+use crate::broker::exchange::{Destination, Exchange, ExchangeKind};
+use crate::broker::queue::Queue;
+use crate::error::{AmqpError, AmqpResult};
+use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
+use std::sync::Arc;
+use warren_amqp::FieldTable;
+
+/// The arguments of exchange.declare.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeSpec {
+    pub name: String,
+    pub kind: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// The arguments of queue.declare (with the server-chosen name already filled in).
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    pub name: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// The server chose the name (the client declared ''): the reserved prefix is its own.
+    pub server_named: bool,
+}
+
+/// Queue arguments RabbitMQ compares when a queue is declared again.
+const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+impl VHost {
+    pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+        if spec.name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if spec.passive {
+            return self.exchange(&spec.name);
+        }
+        let kind = ExchangeKind::parse(&spec.kind).ok_or_else(|| {
+            AmqpError::command_invalid(format!("invalid exchange type '{}'", spec.kind))
+        })?;
+        let exchange = match self.exchanges.entry(spec.name.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                if spec.name.starts_with("amq.") {
+                    return Err(AmqpError::access_refused(format!(
+                        "exchange name '{}' contains reserved prefix 'amq.*'",
+                        spec.name
+                    )));
+                }
+                let x = Exchange::new(
+                    spec.name.as_str().into(),
+                    kind,
+                    spec.durable,
+                    spec.auto_delete,
+                    spec.internal,
+                    spec.arguments.clone(),
+                );
+                if x.durable {
+                    self.store
+                        .submit(StoreOp::PutExchange(self.exchange_record(&x)));
+                }
+                return Ok(v.insert(Arc::new(x)).clone());
+            }
+        };
+        let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
+        let inequivalent = |arg: &str, received: &str, current: &str| {
+            AmqpError::precondition_failed(format!(
+                "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+            ))
+        };
+        if exchange.kind != kind {
+            return Err(inequivalent("type", kind.as_str(), exchange.kind.as_str()));
+        }
+        for (arg, received, current) in [
+            ("durable", spec.durable, exchange.durable),
+            ("auto_delete", spec.auto_delete, exchange.auto_delete),
+            ("internal", spec.internal, exchange.internal),
+        ] {
+            if received != current {
+                return Err(inequivalent(
+                    arg,
+                    &received.to_string(),
+                    &current.to_string(),
+                ));
+            }
+        }
+        check_args_equivalent(
+            &what,
+            &spec.arguments,
+            &exchange.arguments,
+            &["alternate-exchange"],
+        )?;
+        Ok(exchange)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        let Some(exchange) = self.exchanges.get(name).map(|x| x.clone()) else {
+            return Ok(());
+        };
+        if if_unused && exchange.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        if self.exchanges.remove(name).is_some() {
+            self.forget_exchange(&exchange);
+        }
+        Ok(())
+    }
+
+    pub fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        connection: ConnectionId,
+    ) -> AmqpResult<Arc<Queue>> {
+        if !spec.passive && !spec.server_named && spec.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        }
+        if spec.passive {
+            return self.queue_for(&spec.name, connection);
+        }
+        let owner = spec.exclusive.then_some(connection);
+        let durable = spec.durable && !spec.exclusive;
+        let queue = match self.queues.entry(spec.name.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                let mut q = Queue::new(
+                    spec.name.as_str().into(),
+                    self.name.clone(),
+                    durable,
+                    owner,
+                    spec.auto_delete,
+                    spec.arguments.clone(),
+                );
+                let id = self.store.next_queue_id();
+                if durable {
+                    self.store.submit(StoreOp::PutQueue(QueueRecord {
+                        vhost: self.name.clone(),
+                        name: spec.name.clone(),
+                        id,
+                        auto_delete: spec.auto_delete,
+                        arguments: spec.arguments.clone(),
+                    }));
+                }
+                q = q.with_storage(self.store.clone(), id, self.queue_window);
+                return Ok(v.insert(Arc::new(q)).clone());
+            }
+        };
+        queue.check_access(connection)?;
+        if queue.exclusive_owner != owner {
+            // Same connection, but the exclusive flag differs from the original declaration.
+            return Err(queue.check_access(u64::MAX).unwrap_err());
+        }
+        let what = format!("queue '{}' in vhost '{}'", spec.name, self.name);
+        for (arg, received, current) in [
+            ("durable", durable, queue.durable),
+            ("auto_delete", spec.auto_delete, queue.auto_delete),
+        ] {
+            if received != current {
+                return Err(AmqpError::precondition_failed(format!(
+                    "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+                )));
+            }
+        }
+        check_args_equivalent(
+            &what,
+            &spec.arguments,
+            &queue.arguments,
+            EQUIVALENT_QUEUE_ARGS,
+        )?;
+        Ok(queue)
+    }
+
+    /// queue.delete's if-unused and if-empty conditions.
+    pub fn delete_queue_checks(
+        &self,
+        queue: &Queue,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> AmqpResult<()> {
+        let what = format!("queue '{}' in vhost '{}'", queue.name, self.name);
+        if if_unused && queue.consumer_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!("{what} in use")));
+        }
+        if if_empty && queue.message_count() > 0 {
+            return Err(AmqpError::precondition_failed(format!("{what} not empty")));
+        }
+        Ok(())
+    }
+
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, explicit delete).
+    pub fn remove_queue(&self, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
+        self.queues
+            .remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
+        self.unbind_everywhere(&Destination::Queue(queue.clone()));
+        queue.delete()
+    }
+
+    /// Drops every binding to `destination`, and auto-delete exchanges left without bindings.
+    pub(super) fn unbind_everywhere(&self, destination: &Destination) {
+        let mut emptied = Vec::new();
+        for x in self.exchanges() {
+            let removed = x.unbind_destination(destination);
+            for b in &removed {
+                self.record_binding(&x, b, false);
+            }
+            if !removed.is_empty() && x.auto_delete && !x.has_bindings() {
+                emptied.push(x);
+            }
+        }
+        for x in emptied {
+            self.remove_auto_deleted(&x);
+        }
+    }
+
+    pub(super) fn remove_auto_deleted(&self, exchange: &Arc<Exchange>) {
+        if self
+            .exchanges
+            .remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange))
+            .is_some()
+        {
+            self.forget_exchange(exchange);
+        }
+    }
+
+    /// After an exchange left the map: its record, its bindings' records and the bindings
+    /// leading to it go.
+    fn forget_exchange(&self, exchange: &Arc<Exchange>) {
+        if exchange.durable {
+            for b in exchange.bindings() {
+                self.record_binding(exchange, &b, false);
+            }
+            self.store.submit(StoreOp::DeleteExchange {
+                vhost: self.name.clone(),
+                name: exchange.name.to_string(),
+            });
+        }
+        self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
+    }
+
+    fn exchange_record(&self, x: &Exchange) -> ExchangeRecord {
+        ExchangeRecord {
+            vhost: self.name.clone(),
+            name: x.name.to_string(),
+            kind: x.kind.as_str().to_string(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        }
+    }
+}

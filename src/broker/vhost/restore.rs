@@ -1,0 +1,74 @@
+//! Recreating durable exchanges, queues and bindings from their records at start.
+
+use super::VHost;
+use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::broker::queue::Queue;
+use crate::store::{BindingRecord, ExchangeRecord, QueueRecord};
+use std::sync::Arc;
+
+impl VHost {
+    /// Recreates a durable exchange from its record at start (nothing is written back).
+    pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
+        let kind = ExchangeKind::parse(&r.kind)
+            .ok_or_else(|| format!("exchange '{}' has unknown type '{}'", r.name, r.kind))?;
+        let x = Exchange::new(
+            r.name.as_str().into(),
+            kind,
+            true,
+            r.auto_delete,
+            r.internal,
+            r.arguments.clone(),
+        );
+        self.exchanges.insert(r.name.clone(), Arc::new(x));
+        Ok(())
+    }
+
+    /// Recreates a durable queue from its record at start; recovery then refills it.
+    pub fn restore_queue(&self, r: &QueueRecord) -> Arc<Queue> {
+        let q = Queue::new(
+            r.name.as_str().into(),
+            self.name.clone(),
+            true,
+            None,
+            r.auto_delete,
+            r.arguments.clone(),
+        )
+        .with_storage(self.store.clone(), r.id, self.queue_window);
+        let q = Arc::new(q);
+        self.queues.insert(r.name.clone(), q.clone());
+        q
+    }
+
+    /// Recreates a binding between recovered durable objects at start.
+    pub fn restore_binding(&self, r: &BindingRecord) -> Result<(), String> {
+        let missing = |what: &str, name: &str| {
+            format!("binding from '{}' to missing {what} '{name}'", r.source,)
+        };
+        let source = self
+            .exchanges
+            .get(&r.source)
+            .map(|x| x.clone())
+            .ok_or_else(|| missing("exchange", &r.source))?;
+        let destination = if r.destination_is_queue {
+            Destination::Queue(
+                self.queues
+                    .get(&r.destination)
+                    .map(|q| q.clone())
+                    .ok_or_else(|| missing("queue", &r.destination))?,
+            )
+        } else {
+            Destination::Exchange(
+                self.exchanges
+                    .get(&r.destination)
+                    .map(|x| x.clone())
+                    .ok_or_else(|| missing("exchange", &r.destination))?,
+            )
+        };
+        source.bind(Binding {
+            destination,
+            routing_key: r.routing_key.as_str().into(),
+            arguments: r.arguments.clone(),
+        });
+        Ok(())
+    }
+}

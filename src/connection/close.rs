@@ -1,0 +1,190 @@
+//! Ending things: errors turned into channel.close or connection.close (the one place that
+//! decides which), channel teardown that requeues unacked deliveries, and connection cleanup.
+
+use super::channel::{self, ChannelState};
+use super::{Connection, ConnectionEnd, CLOSE_TIMEOUT};
+use crate::broker::consumer::ConnectionEvent;
+use crate::broker::queue::{ConsumerRemoval, Queue};
+use crate::error::AmqpError;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use warren_amqp::frame::FrameKind;
+use warren_amqp::protocol::{channel as ch, connection as conn};
+use warren_amqp::AMQPClass;
+
+impl Connection {
+    /// The single place errors become closes: soft errors close the channel, hard ones (and
+    /// any error on channel 0) the connection.
+    pub(super) fn fail(&mut self, channel_id: u16, error: AmqpError) {
+        if channel_id == 0 || error.closes_connection() {
+            warn!(peer = %self.peer, "closing connection: {error}");
+            self.closing = Some(error);
+            self.send_connection_close();
+            return;
+        }
+        debug!(peer = %self.peer, channel = channel_id, "closing channel: {error}");
+        self.flush_confirms();
+        self.close_channel(channel_id);
+        if let Some(channel) = self.channels.get_mut(&channel_id) {
+            // The assembler keeps its state: a refused publish's body frames are still coming.
+            channel.state = ChannelState::Closing;
+        }
+        let close = ch::Close {
+            reply_code: error.code,
+            reply_text: error.text.as_str().into(),
+            class_id: error.class_id,
+            method_id: error.method_id,
+        };
+        self.io.send(
+            channel_id,
+            &AMQPClass::Channel(ch::AMQPMethod::Close(close)),
+        );
+    }
+
+    pub(super) fn send_connection_close(&mut self) {
+        if let Some(error) = &self.closing {
+            let close = conn::Close {
+                reply_code: error.code,
+                reply_text: error.text.as_str().into(),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            };
+            self.io
+                .send(0, &AMQPClass::Connection(conn::AMQPMethod::Close(close)));
+        }
+    }
+
+    /// After connection.close: write it, then wait (bounded) for close-ok, ignoring the rest.
+    pub(super) async fn finish_close(&mut self) -> Result<String, ConnectionEnd> {
+        let reason = self
+            .closing
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        self.io.flush().await?;
+        let wait = async {
+            loop {
+                let frame = self.io.read_frame(0).await?;
+                if frame.channel == 0 && frame.kind == FrameKind::Method {
+                    if let Ok(AMQPClass::Connection(
+                        conn::AMQPMethod::CloseOk(_) | conn::AMQPMethod::Close(_),
+                    )) = warren_amqp::assembler::parse_method(&frame.payload)
+                    {
+                        return Ok::<(), ConnectionEnd>(());
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+        Ok(reason)
+    }
+
+    /// Releases a channel's consumers and requeues its unacked deliveries.
+    pub(super) fn close_channel(&mut self, channel_id: u16) {
+        let Some(channel) = self.channels.get_mut(&channel_id) else {
+            return;
+        };
+        let consumers: Vec<_> = channel.consumers.drain().map(|(_, c)| c).collect();
+        let mut unacked: Vec<_> = channel.unacked.drain(..).collect();
+        // Acks of an uncommitted transaction never happened: those deliveries go back too.
+        for op in channel.tx.take().unwrap_or_default() {
+            if let channel::TxOp::Settle { deliveries, .. } = op {
+                unacked.extend(deliveries);
+            }
+        }
+        unacked.sort_by_key(|u| u.tag);
+        for c in consumers {
+            self.release_consumer(channel_id, c.consumer.tag.as_str(), &c.queue);
+        }
+        requeue_all(unacked);
+    }
+
+    pub(super) fn release_consumer(&mut self, channel_id: u16, tag: &str, queue: &Arc<Queue>) {
+        if queue.remove_consumer(self.id, channel_id, tag)
+            == ConsumerRemoval::RemovedLastOfAutoDelete
+        {
+            self.delete_queue_now(queue);
+        }
+    }
+
+    /// Deletes a queue and tells every consumer it had, on any connection, via basic.cancel.
+    /// The cancels travel through mailboxes, so on this connection they follow the reply to
+    /// the method that deleted the queue, as in RabbitMQ.
+    pub(super) fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
+        let (count, consumers) = self.vhost.remove_queue(queue);
+        for c in consumers {
+            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
+        }
+        count
+    }
+
+    /// Tells the client its consumer is gone, if it said it understands that
+    /// (consumer_cancel_notify); otherwise the consumer silently stops, as in RabbitMQ.
+    pub(super) fn send_consumer_cancel(&mut self, channel: u16, tag: &warren_amqp::ShortString) {
+        use warren_amqp::protocol::basic as b;
+        if self.cancel_notify {
+            let cancel = b::Cancel {
+                consumer_tag: tag.clone(),
+                nowait: true,
+            };
+            self.io
+                .send(channel, &AMQPClass::Basic(b::AMQPMethod::Cancel(cancel)));
+        }
+    }
+
+    /// Closes every channel (requeueing unacked deliveries) and deletes the connection's
+    /// exclusive queues.
+    pub(super) fn release_all(&mut self) {
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.close_channel(id);
+        }
+        self.channels.clear();
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            if !q.is_deleted() {
+                self.delete_queue_now(&q);
+            }
+        }
+    }
+
+    /// Everything the connection held goes back: consumers removed, deliveries requeued
+    /// (including those still in the mailbox), exclusive queues deleted.
+    pub(super) fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConnectionEvent>) {
+        self.release_all();
+        // No queue delivers to this connection any more; what it already sent goes back.
+        events.close();
+        while let Ok(event) = events.try_recv() {
+            if let ConnectionEvent::Deliver {
+                queue,
+                consumer,
+                entry,
+            } = event
+            {
+                consumer.in_transit.give_back(1);
+                consumer.settle(1);
+                queue.restore(entry, !consumer.no_ack);
+            }
+        }
+    }
+}
+
+/// Requeues deliveries, one call per run of deliveries from the same queue.
+pub(super) fn requeue_all(unacked: Vec<channel::Unacked>) {
+    let mut by_queue: Vec<(Arc<Queue>, Vec<crate::broker::message::QueueEntry>)> = Vec::new();
+    for u in unacked {
+        if let Some(c) = &u.consumer {
+            c.settle(1);
+        }
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, entries)) => entries.push(u.entry),
+            None => by_queue.push((u.queue, vec![u.entry])),
+        }
+    }
+    for (queue, entries) in by_queue {
+        queue.requeue(entries);
+    }
+}
