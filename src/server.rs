@@ -30,12 +30,13 @@ pub async fn run(
     let opened = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(std::io::Error::other)?;
-    let broker = Arc::new(opened.map_err(|e| {
+    let broker: Arc<Broker> = Arc::new(opened.map_err(|e| {
         std::io::Error::other(format!(
             "cannot open the store in {}: {e}",
             data_dir.display()
         ))
     })?);
+    broker.start();
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();

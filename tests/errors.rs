@@ -559,7 +559,6 @@ async fn an_unknown_exchange_type_closes_the_connection_with_503() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Warren accepts alternate-exchange=5 (long) instead of refusing it with 406"]
 async fn an_alternate_exchange_argument_that_is_not_a_string_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
@@ -1007,7 +1006,6 @@ async fn x_queue_type_classic_is_equivalent_to_no_queue_type() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Warren does not validate queue arguments' types and values; RabbitMQ refuses these with 406"]
 async fn invalid_queue_arguments_are_refused_with_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
@@ -1121,7 +1119,6 @@ async fn invalid_queue_arguments_are_refused_with_406() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Warren accepts quorum and stream queues with any properties; RabbitMQ refuses non-durable, exclusive or auto-delete ones with 406"]
 async fn quorum_and_stream_queues_with_invalid_properties_are_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
@@ -1607,7 +1604,6 @@ async fn an_auto_delete_queue_that_never_had_a_consumer_survives_its_connection(
 }
 
 #[tokio::test]
-#[ignore = "bug: Warren accepts x-priority='abc' on basic.consume; RabbitMQ refuses it with 406"]
 async fn a_consumer_priority_that_is_not_an_integer_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;

@@ -6,7 +6,7 @@
 //! locks the other. When a queue skips a consumer for lack of credit it marks it `starved`;
 //! whoever gives credit back sees the mark and asks the queue to dispatch again.
 
-use super::message::QueueEntry;
+use super::message::{Message, QueueEntry};
 use super::queue::Queue;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -36,6 +36,12 @@ pub enum ConnectionEvent {
     Persisted { channel: u16, seq: u64, ok: bool },
     /// A transaction's persistent messages reached the disk: commit-ok may go.
     TxDurable { channel: u16 },
+    /// A direct reply-to reply for the channel's reply consumer registered under `token`.
+    Reply {
+        channel: u16,
+        token: Arc<str>,
+        message: Arc<Message>,
+    },
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
@@ -100,6 +106,8 @@ pub struct Consumer {
     pub connection: ConnectionId,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority`: higher-priority consumers get messages while they have credit.
+    pub priority: i64,
     pub mailbox: Mailbox,
     /// basic.qos prefetch_count (global=false) in force when the consumer started.
     pub prefetch: Credit,
@@ -159,6 +167,7 @@ mod tests {
             connection: 1,
             no_ack,
             exclusive: false,
+            priority: 0,
             mailbox: tx,
             prefetch: Credit::new(prefetch),
             gate,

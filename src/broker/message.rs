@@ -4,7 +4,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use warren_amqp::{BasicProperties, ShortString};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Message {
     pub exchange: ShortString,
     pub routing_key: ShortString,
@@ -14,6 +14,8 @@ pub struct Message {
     /// delivery_mode 2: stored on disk when routed to a durable queue.
     pub persistent: bool,
     pub priority: u8,
+    /// The `expiration` property in milliseconds, when it is a valid one.
+    pub expiration: Option<u64>,
     /// The id of the stored copy durable queues share; 0 when the message is not stored.
     pub store_id: u64,
 }
@@ -49,6 +51,10 @@ impl Message {
             body,
             persistent: *properties.delivery_mode() == Some(2),
             priority: properties.priority().unwrap_or(0),
+            expiration: properties
+                .expiration()
+                .as_ref()
+                .and_then(|e| e.as_str().parse().ok()),
             store_id: 0,
         }
     }
@@ -76,6 +82,8 @@ pub struct QueueEntry {
     pub lane: u8,
     /// The id of the message record this entry points to on disk; 0 when it has none.
     pub disk: u64,
+    /// When the entry expires, in ms since the Unix epoch (0: never).
+    pub expires: u64,
 }
 
 impl QueueEntry {
@@ -86,6 +94,59 @@ impl QueueEntry {
             redelivered: false,
             lane: 0,
             disk: 0,
+            expires: 0,
         }
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires != 0 && self.expires <= now_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock message expiry is kept in, so it survives a
+/// restart.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Checks a message's `expiration` property as RabbitMQ does (a whole, non-negative number of
+/// milliseconds); the error is RabbitMQ's description of what is wrong.
+pub fn check_expiration(text: &str) -> Result<u64, String> {
+    let digits_at = usize::from(text.starts_with(['-', '+']));
+    let digits = text[digits_at..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let end = digits_at + digits;
+    if end < text.len() {
+        return Err(format!("{{leftover_string,\"{}\"}}", &text[end..]));
+    }
+    let n: i128 = text[..end].parse().map_err(|_| "no_integer".to_string())?;
+    if n < 0 {
+        return Err(format!("{{value_negative,{n}}}"));
+    }
+    u64::try_from(n).map_err(|_| format!("{{value_too_big,{n}}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expirations_are_checked_like_rabbitmq() {
+        assert_eq!(check_expiration("1500"), Ok(1500));
+        assert_eq!(check_expiration("0"), Ok(0));
+        assert_eq!(check_expiration("abc").unwrap_err(), "no_integer");
+        assert_eq!(check_expiration("").unwrap_err(), "no_integer");
+        assert_eq!(check_expiration("-1").unwrap_err(), "{value_negative,-1}");
+        assert_eq!(
+            check_expiration("12abc").unwrap_err(),
+            "{leftover_string,\"abc\"}"
+        );
     }
 }

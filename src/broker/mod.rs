@@ -3,18 +3,26 @@
 //! mailboxes. Durable state goes through the store (`crate::store`), on its own thread.
 
 pub mod consumer;
+pub mod dead_letter;
+pub mod delivery;
 pub mod exchange;
+pub mod field_types;
 pub mod message;
 pub mod queue;
 mod recovery;
+pub mod reply_to;
+pub mod sender_selected;
+pub mod timers;
 pub mod vhost;
 
 use crate::config::Config;
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError, StoreHandle};
 use dashmap::DashMap;
+use queue::QueueHooks;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 use vhost::VHost;
 
 #[derive(Debug)]
@@ -23,6 +31,10 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
     pub store: Arc<StoreHandle>,
+    /// The receiving ends of the dead-letter and timer services, until `start` runs them.
+    services: Mutex<Option<Services>>,
+    /// Direct reply-to consumers, which any connection's replies may reach.
+    pub reply_to: reply_to::ReplyTo,
 }
 
 impl Broker {
@@ -37,13 +49,38 @@ impl Broker {
 
     /// A broker over any store (tests use `MemoryStore`).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let (vhosts, store) = recovery::recover(store, config.queue_window)?;
+        let (dead_letters, dead_letter_rx) = mpsc::unbounded_channel();
+        let (timers, timer_rx) = mpsc::unbounded_channel();
+        let hooks = QueueHooks {
+            dead_letters,
+            timers,
+        };
+        let (vhosts, store) = recovery::recover(store, config.queue_window, hooks)?;
+        let services = Services {
+            dead_letters: dead_letter_rx,
+            timers: timer_rx,
+        };
         Ok(Self {
             config,
             vhosts,
             next_connection_id: AtomicU64::new(1),
             store,
+            services: Mutex::new(Some(services)),
+            reply_to: reply_to::ReplyTo::default(),
         })
+    }
+
+    /// Starts the broker's own tasks (dead-lettering, queue timers). Call once, from within
+    /// the runtime, before serving clients.
+    pub fn start(self: &Arc<Self>) {
+        let Some(services) = self.services.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        tokio::spawn(dead_letter::run(
+            services.dead_letters,
+            Arc::downgrade(self),
+        ));
+        tokio::spawn(timers::run(services.timers, Arc::downgrade(self)));
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -59,4 +96,11 @@ impl Broker {
     pub fn authenticate(&self, user: &str, password: &str) -> bool {
         user == self.config.default_user && password == self.config.default_pass
     }
+}
+
+/// The receiving ends of the broker's background services.
+#[derive(Debug)]
+struct Services {
+    dead_letters: mpsc::UnboundedReceiver<dead_letter::DeadLetter>,
+    timers: mpsc::UnboundedReceiver<timers::Wake>,
 }

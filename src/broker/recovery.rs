@@ -4,6 +4,7 @@
 //! nothing holds), logs progress and what had to be dropped, and starts the store thread.
 
 use super::message::QueueEntry;
+use super::queue::QueueHooks;
 use super::vhost::VHost;
 use crate::store::refs::Refs;
 use crate::store::{EntryKey, EntryRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
@@ -23,6 +24,7 @@ type Lanes = BTreeMap<u8, Vec<(EntryKey, EntryRecord)>>;
 pub fn recover(
     store: Arc<dyn Store>,
     queue_window: usize,
+    hooks: QueueHooks,
 ) -> Result<(VHosts, Arc<StoreHandle>), StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
@@ -72,7 +74,14 @@ pub fn recover(
     let vhost = |name: &str| {
         vhosts
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, handle.clone(), queue_window)))
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    name,
+                    handle.clone(),
+                    queue_window,
+                    hooks.clone(),
+                ))
+            })
             .clone()
     };
     vhost("/");
@@ -151,6 +160,7 @@ fn refill(
                     redelivered: record.redelivered,
                     lane,
                     disk: record.message,
+                    expires: record.expires,
                 }),
                 None => {
                     dropped.push(format!(

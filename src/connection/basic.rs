@@ -5,12 +5,13 @@ use super::channel::{ChannelConsumer, ChannelState, Confirms, TxOp, Unacked};
 use super::close::requeue_all;
 use super::Connection;
 use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
+use crate::broker::delivery::{enqueue, Enqueued};
 use crate::broker::exchange::{Exchange, RoutingInput};
-use crate::broker::message::Message;
-use crate::broker::queue::Queue;
+use crate::broker::message::{check_expiration, Message};
+use crate::broker::queue::{consumer_priority, Queue};
+use crate::broker::reply_to;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
-use crate::store::StoreOp;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use warren_amqp::protocol::{basic as b, confirm as cf, tx};
@@ -24,6 +25,8 @@ pub struct Publication {
     pub routing_key: ShortString,
     pub mandatory: bool,
     pub content: Content,
+    /// Routing keys the message's CC and BCC headers add.
+    pub extra_keys: Vec<String>,
 }
 
 impl Connection {
@@ -44,6 +47,13 @@ impl Connection {
                 )));
             }
         }
+        if let Some(expiration) = content.properties.expiration() {
+            check_expiration(expiration.as_str()).map_err(|detail| {
+                AmqpError::precondition_failed(format!(
+                    "invalid expiration '{expiration}': {detail}"
+                ))
+            })?;
+        }
         let exchange = self.vhost.exchange(m.exchange.as_str())?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
@@ -51,12 +61,14 @@ impl Connection {
                 exchange.name, self.vhost.name
             )));
         }
+        let (content, extra_keys) = self.rewrite(channel_id, content)?;
         let publication = Publication {
             exchange,
             exchange_name: m.exchange,
             routing_key: m.routing_key,
             mandatory: m.mandatory,
             content,
+            extra_keys,
         };
         let channel = self.channel(channel_id)?;
         if let Some(ops) = &mut channel.tx {
@@ -64,8 +76,16 @@ impl Connection {
             return Ok(());
         }
         let seq = channel.confirms.as_mut().map(Confirms::take_seq);
-        let stored = self.route(channel_id, publication);
-        if let (Some(seq), true) = (seq, stored) {
+        let enqueued = self.route(channel_id, publication);
+        let confirms = self
+            .channels
+            .get_mut(&channel_id)
+            .and_then(|c| c.confirms.as_mut());
+        if let (Some(seq), Some(confirms), true) = (seq, confirms, enqueued.rejected) {
+            // A queue refused it (x-overflow reject-publish): the publisher gets a nack.
+            confirms.failed.insert(seq);
+        }
+        if let (Some(seq), true) = (seq, enqueued.stored) {
             if let Some(confirms) = self
                 .channels
                 .get_mut(&channel_id)
@@ -83,27 +103,44 @@ impl Connection {
         Ok(())
     }
 
-    /// Routes a message to its queues, or returns it to a mandatory publisher. Returns true
-    /// when the message went to the store (persistent, and a durable queue took it).
-    fn route(&mut self, channel_id: u16, p: Publication) -> bool {
+    /// Routes a message to its queues, or returns it to a mandatory publisher. Says whether
+    /// the message went to the store and whether a queue refused it.
+    fn route(&mut self, channel_id: u16, p: Publication) -> Enqueued {
         let Publication {
             exchange,
             exchange_name,
             routing_key,
             mandatory,
             content,
+            extra_keys,
         } = p;
         let input = RoutingInput {
             routing_key: routing_key.as_str(),
             headers: content.properties.headers().as_ref(),
         };
-        self.vhost.route(
+        self.vhost.route_keys(
             &exchange,
             &input,
+            &extra_keys,
             &mut self.routing_scratch,
             &mut self.routed,
         );
+        // Direct reply-to names are no queues: replies go out beside routing, and count as
+        // unrouted for mandatory, as in RabbitMQ.
+        let replies = exchange.name.as_str().is_empty()
+            && (reply_to::is_reply_name(routing_key.as_str())
+                || extra_keys.iter().any(|k| reply_to::is_reply_name(k)));
         if self.routed.is_empty() {
+            if replies {
+                let message = Arc::new(Message::from_parts(
+                    exchange_name.clone(),
+                    routing_key.clone(),
+                    &content.properties,
+                    content.raw_properties.clone(),
+                    content.body.clone(),
+                ));
+                self.send_replies(routing_key.as_str(), &extra_keys, &message);
+            }
             if mandatory {
                 let out = &mut self.io.output;
                 encode::basic_return(
@@ -122,36 +159,20 @@ impl Connection {
                     self.frame_max,
                 );
             }
-            return false;
+            return Enqueued::default();
         }
-        let mut message = Message::from_parts(
+        let message = Message::from_parts(
             exchange_name,
             routing_key,
             &content.properties,
             content.raw_properties,
             content.body,
         );
-        let store = &self.broker.store;
-        let durable_queues = self.routed.iter().filter(|q| q.durable).count();
-        let stored = message.persistent && durable_queues > 0;
-        if stored {
-            message = message.with_store_id(store.next_message_id());
+        if replies {
+            let reply = Arc::new(message.clone());
+            self.send_replies(reply.routing_key.as_str(), &extra_keys, &reply);
         }
-        let message = Arc::new(message);
-        if stored {
-            // Every durable queue holds the stored copy before any can let go of it.
-            store.refs.set(message.store_id, durable_queues as u32);
-            store.submit(StoreOp::PutMessage {
-                id: message.store_id,
-                message: message.clone(),
-            });
-        }
-        for queue in self.routed.drain(..) {
-            if !queue.publish(message.clone()) && stored && queue.durable {
-                store.release_message(message.store_id);
-            }
-        }
-        stored
+        enqueue(&self.broker.store, message, &mut self.routed)
     }
 
     /// Writes the publisher confirms decided since the last flush, one (multiple) ack per channel.
@@ -165,7 +186,12 @@ impl Connection {
 
     pub(super) fn basic_consume(&mut self, channel_id: u16, m: b::Consume) -> AmqpResult<()> {
         let name = self.channel(channel_id)?.queue_name(&m.queue)?;
+        if name.as_str() == reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(channel_id, m);
+        }
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
+        let what = format!("queue '{name}' in vhost '{}'", self.vhost.name);
+        let priority = consumer_priority(&m.arguments, &what)?;
         let (id, mailbox) = (self.id, self.mailbox.clone());
         let channel = self.channel(channel_id)?;
         let tag = if m.consumer_tag.as_str().is_empty() {
@@ -184,6 +210,7 @@ impl Connection {
             connection: id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            priority,
             mailbox,
             prefetch: Credit::new(channel.consumer_prefetch),
             gate: channel.gate.clone(),
@@ -204,8 +231,11 @@ impl Connection {
     }
 
     pub(super) fn basic_cancel(&mut self, channel_id: u16, m: b::Cancel) -> AmqpResult<()> {
-        if let Some(c) = self.channel(channel_id)?.consumers.remove(&m.consumer_tag) {
-            self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue);
+        // The tag may be the channel's direct reply-to consumer's.
+        if !self.cancel_replies(channel_id, &m.consumer_tag) {
+            if let Some(c) = self.channel(channel_id)?.consumers.remove(&m.consumer_tag) {
+                self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue);
+            }
         }
         let ok = b::CancelOk {
             consumer_tag: m.consumer_tag,
@@ -299,7 +329,9 @@ impl Connection {
             requeue_all(deliveries);
         } else {
             for run in deliveries.chunk_by(|a, b| Arc::ptr_eq(&a.queue, &b.queue)) {
-                run[0].queue.settle(run.iter().map(|d| &d.entry));
+                run[0]
+                    .queue
+                    .settle(run.iter().map(|d| &d.entry), requeue == Some(false));
             }
             for d in &deliveries {
                 if let Some(c) = &d.consumer {
@@ -399,7 +431,7 @@ impl Connection {
         let mut stored = false;
         for op in ops {
             match op {
-                TxOp::Publish(p) => stored |= self.route(channel_id, *p),
+                TxOp::Publish(p) => stored |= self.route(channel_id, *p).stored,
                 TxOp::Settle {
                     deliveries,
                     requeue,
@@ -482,6 +514,11 @@ impl Connection {
                 consumer,
                 entry,
             } => self.deliver(queue, consumer, entry),
+            ConnectionEvent::Reply {
+                channel,
+                token,
+                message,
+            } => self.deliver_reply(channel, &token, message),
             ConnectionEvent::ConsumerCancelled {
                 channel,
                 consumer_tag,
@@ -553,7 +590,7 @@ impl Connection {
 }
 
 /// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
-fn generated_consumer_tag() -> ShortString {
+pub(super) fn generated_consumer_tag() -> ShortString {
     let name = crate::broker::vhost::generated_queue_name();
     name.as_str().replacen("amq.gen-", "amq.ctag-", 1).into()
 }

@@ -117,6 +117,8 @@ pub struct Channel {
     pub tx: Option<Vec<TxOp>>,
     /// The queue named by the last queue.declare, used when a method names the empty queue.
     pub last_queue: Option<ShortString>,
+    /// The channel's consumer of `amq.rabbitmq.reply-to`, if it has one.
+    pub reply_consumer: Option<super::reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -132,6 +134,7 @@ impl Channel {
             confirms: None,
             tx: None,
             last_queue: None,
+            reply_consumer: None,
         }
     }
 

@@ -85,6 +85,9 @@ impl Connection {
         let Some(channel) = self.channels.get_mut(&channel_id) else {
             return;
         };
+        if let Some(r) = channel.reply_consumer.take() {
+            self.broker.reply_to.unregister(&r.token);
+        }
         let consumers: Vec<_> = channel.consumers.drain().map(|(_, c)| c).collect();
         let mut unacked: Vec<_> = channel.unacked.drain(..).collect();
         // Acks of an uncommitted transaction never happened: those deliveries go back too.

@@ -128,6 +128,7 @@ fn start() -> conn::Start {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ] {
         capabilities.insert(name.into(), AMQPValue::Boolean(true));
     }

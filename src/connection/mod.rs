@@ -10,6 +10,8 @@ mod dispatch;
 mod exchange;
 mod handshake;
 mod queue;
+mod reply_to;
+mod rewrite;
 
 use crate::broker::consumer::{ConnectionEvent, ConnectionId};
 use crate::broker::queue::Queue;

@@ -8,6 +8,9 @@ use warren_amqp::AMQPClass;
 
 impl Connection {
     pub(super) fn queue_declare(&mut self, channel: u16, m: q::Declare) -> AmqpResult<()> {
+        if super::reply_to::is_reply_queue(m.queue.as_str()) {
+            return self.declare_reply_queue(channel, m);
+        }
         let name = match (m.queue.as_str().is_empty(), m.passive) {
             (false, _) => m.queue.clone(),
             (true, false) => generated_queue_name(),

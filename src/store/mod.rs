@@ -96,6 +96,8 @@ pub struct EntryRecord {
     pub redelivered: bool,
     /// A transient message paged out of memory: dropped at recovery.
     pub transient: bool,
+    /// When the message expires (ms since the Unix epoch; 0: never).
+    pub expires: u64,
 }
 
 /// One change to durable state.
@@ -264,20 +266,26 @@ impl EntryKey {
 }
 
 impl EntryRecord {
-    pub fn to_bytes(self) -> [u8; 9] {
-        let mut v = [0u8; 9];
+    pub fn to_bytes(self) -> [u8; 17] {
+        let mut v = [0u8; 17];
         v[..8].copy_from_slice(&self.message.to_be_bytes());
         v[8] = u8::from(self.redelivered) | (u8::from(self.transient) << 1);
+        v[9..].copy_from_slice(&self.expires.to_be_bytes());
         v
     }
 
     pub fn from_bytes(value: &[u8]) -> Option<Self> {
         let id: [u8; 8] = value.get(..8)?.try_into().ok()?;
         let flags = *value.get(8)?;
+        let expires = value
+            .get(9..17)
+            .and_then(|e| <[u8; 8]>::try_from(e).ok())
+            .map_or(0, u64::from_be_bytes);
         Some(Self {
             message: u64::from_be_bytes(id),
             redelivered: flags & 1 != 0,
             transient: flags & 2 != 0,
+            expires,
         })
     }
 }
@@ -324,6 +332,7 @@ mod tests {
             message: 42,
             redelivered: true,
             transient: true,
+            expires: 7,
         };
         assert_eq!(EntryRecord::from_bytes(&record.to_bytes()), Some(record));
         assert!(EntryRecord::from_bytes(&[1, 2]).is_none());

@@ -3,6 +3,7 @@
 //! Tables sit behind a read-write lock per exchange: publishers route concurrently under
 //! read locks; only bind/unbind take the write lock.
 
+pub mod alternate;
 mod direct;
 mod fanout;
 mod headers;
@@ -123,6 +124,8 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// Where messages go that this exchange's bindings cannot route (`alternate-exchange`).
+    pub alternate: Option<String>,
     table: RwLock<Box<dyn BindingTable>>,
 }
 
@@ -141,6 +144,7 @@ impl Exchange {
             durable,
             auto_delete,
             internal,
+            alternate: alternate::from_arguments(&arguments),
             arguments,
             table: RwLock::new(kind.new_table()),
         }
@@ -183,6 +187,28 @@ impl Exchange {
 
     pub fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>) {
         self.read().route(input, out)
+    }
+
+    /// Routes with the message's routing key and `extra_keys` (its CC and BCC headers), under
+    /// one read of the table. Fanout and headers exchanges ignore keys, so only the first
+    /// pass counts for them.
+    pub fn route_keys(
+        &self,
+        input: &RoutingInput<'_>,
+        extra_keys: &[String],
+        out: &mut Vec<Destination>,
+    ) {
+        let table = self.read();
+        table.route(input, out);
+        if matches!(self.kind, ExchangeKind::Direct | ExchangeKind::Topic) {
+            for key in extra_keys {
+                let input = RoutingInput {
+                    routing_key: key,
+                    headers: input.headers,
+                };
+                table.route(&input, out);
+            }
+        }
     }
 
     pub fn bindings(&self) -> Vec<Binding> {

@@ -10,14 +10,22 @@
 //! are sent from under the queue's lock, so the store sees each entry's put before any
 //! removal of it.
 
+mod args;
 mod lane;
+mod policy;
+
+pub use args::{consumer_priority, integer, Overflow, QueueArgs};
+pub use policy::TimerOutcome;
 
 use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
-use super::message::{Message, QueueEntry};
+use super::dead_letter::{DeadLetterSink, Reason};
+use super::message::{now_ms, Message, QueueEntry};
+use super::timers::TimerSink;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{EntryKey, EntryRecord, LoadedEntry, StoreError, StoreHandle, StoreOp};
 use lane::Lane;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
 use tracing::error;
 use warren_amqp::{FieldTable, ShortString};
 
@@ -33,9 +41,30 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnectionId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The settings parsed from `arguments`.
+    pub args: QueueArgs,
     /// Where the queue pages messages out and, if durable, records persistent ones.
     storage: Option<Storage>,
+    /// Where dead letters and timer requests go.
+    hooks: Option<QueueHooks>,
     state: Mutex<QueueState>,
+}
+
+/// The broker services a queue hands work to.
+#[derive(Debug, Clone)]
+pub struct QueueHooks {
+    pub dead_letters: DeadLetterSink,
+    pub timers: TimerSink,
+}
+
+/// What a publish did to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Accepted,
+    /// Refused by `x-overflow` reject-publish(-dlx).
+    Rejected,
+    /// The queue was deleted meanwhile.
+    Gone,
 }
 
 #[derive(Debug)]
@@ -56,6 +85,12 @@ struct QueueState {
     next_seq: u64,
     /// Deliveries handed out and not yet acked, rejected or returned.
     unacked: usize,
+    /// Body bytes of ready messages (memory and disk), for x-max-length-bytes.
+    ready_bytes: u64,
+    /// The last time a consumer, basic.get or redeclaration used the queue (x-expires).
+    last_used: Instant,
+    /// When the timer task will next wake the queue, if it will.
+    timer_at: Option<Instant>,
     deleted: bool,
 }
 
@@ -83,6 +118,9 @@ impl Queue {
             next_consumer: 0,
             next_seq: 0,
             unacked: 0,
+            ready_bytes: 0,
+            last_used: Instant::now(),
+            timer_at: None,
             deleted: false,
         };
         Self {
@@ -92,9 +130,29 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            args: QueueArgs::default(),
             storage: None,
+            hooks: None,
             state: Mutex::new(state),
         }
+    }
+
+    /// Applies parsed arguments (a priority queue gets one lane per priority level).
+    pub fn with_args(mut self, args: QueueArgs) -> Self {
+        let lanes = usize::from(args.max_priority) + 1;
+        self.state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .lanes
+            .resize_with(lanes, Lane::default);
+        self.args = args;
+        self
+    }
+
+    /// Connects the queue to the broker's dead-letter and timer services.
+    pub fn with_hooks(mut self, hooks: QueueHooks) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     /// Lets the queue page to `store` under `id` (and, if durable, record persistent messages).
@@ -120,14 +178,20 @@ impl Queue {
 
     pub fn check_access(&self, connection: ConnectionId) -> AmqpResult<()> {
         match self.exclusive_owner {
-            Some(owner) if owner != connection => Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
-                 originally declared on another connection or the exclusive property value does \
-                 not match that of the original declaration.",
-                self.name, self.vhost
-            ))),
+            Some(owner) if owner != connection => Err(self.locked()),
             _ => Ok(()),
         }
+    }
+
+    /// RabbitMQ's 405 for an exclusive queue used from elsewhere (or redeclared with another
+    /// exclusive flag).
+    pub fn locked(&self) -> AmqpError {
+        AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
+             originally declared on another connection or the exclusive property value does \
+             not match that of the original declaration.",
+            self.name, self.vhost
+        ))
     }
 
     fn key(&self, entry: &QueueEntry) -> Option<(&Storage, EntryKey)> {
@@ -152,6 +216,7 @@ impl Queue {
                 message: entry.disk,
                 redelivered: true,
                 transient: false,
+                expires: entry.expires,
             };
             s.store.submit(StoreOp::PutEntry { key, record });
         }
@@ -186,6 +251,7 @@ impl Queue {
                 message: entry.disk,
                 redelivered: entry.redelivered,
                 transient: true,
+                expires: entry.expires,
             };
             s.store.submit(StoreOp::PutEntry { key, record });
         }
@@ -248,6 +314,7 @@ impl Queue {
                     redelivered: record.redelivered,
                     lane,
                     disk: record.message,
+                    expires: record.expires,
                 }),
                 None => error!(
                     "queue '{}': message {} of entry {} is missing from disk; dropped",
@@ -273,16 +340,23 @@ impl Queue {
         }
     }
 
-    /// Enqueues a routed message and hands it to a consumer if one has credit. Returns false
-    /// if the queue was deleted meanwhile.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> bool {
+    /// Enqueues a routed message and hands it to a consumer if one has credit.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
         let mut state = self.state();
         if state.deleted {
-            return false;
+            return PublishOutcome::Gone;
+        }
+        if self.args.overflow != Overflow::DropHead && self.would_overflow(&state, message.size()) {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&message, Reason::MaxLen);
+            }
+            return PublishOutcome::Rejected;
         }
         let seq = state.next_seq;
         state.next_seq += 1;
         let mut entry = QueueEntry::new(seq, message);
+        entry.lane = entry.message.priority.min(self.args.max_priority);
+        entry.expires = self.expiry_of(&entry.message);
         if self.durable && entry.message.store_id != 0 {
             entry.disk = entry.message.store_id;
             if let Some((s, key)) = self.key(&entry) {
@@ -290,22 +364,34 @@ impl Queue {
                     message: entry.disk,
                     redelivered: false,
                     transient: false,
+                    expires: entry.expires,
                 };
                 s.store.submit(StoreOp::PutEntry { key, record });
             }
         }
         if state.is_empty() {
-            if let Some(consumer) = state.next_ready_consumer() {
+            if let Some(consumer) = state.next_ready_consumer(self.args.single_active_consumer) {
                 self.send(&mut state, consumer, entry);
-                return true;
+                return PublishOutcome::Accepted;
             }
         }
+        if entry.expired(now_ms()) {
+            // A TTL of 0 (or an expiration already past): only a waiting consumer gets it.
+            self.expire(entry);
+            return PublishOutcome::Accepted;
+        }
+        state.ready_bytes += entry.message.size() as u64;
+        let expires = entry.expires;
         let lane = &state.lanes[usize::from(entry.lane)];
         match &self.storage {
             Some(s) if lane.must_page(s.window) => self.page_out(&mut state, entry),
             _ => state.lanes[usize::from(entry.lane)].head.push_back(entry),
         }
-        true
+        self.enforce_max_length(&mut state);
+        if expires != 0 {
+            self.schedule_ms(&mut state, expires);
+        }
+        PublishOutcome::Accepted
     }
 
     pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
@@ -323,12 +409,20 @@ impl Queue {
                 self.name, self.vhost
             )));
         }
-        state.consumers.push(consumer);
+        // Highest priority first; registration order within a priority.
+        let at = state
+            .consumers
+            .partition_point(|c| c.priority >= consumer.priority);
+        state.consumers.insert(at, consumer);
+        state.last_used = Instant::now();
+        if at < state.next_consumer {
+            state.next_consumer += 1;
+        }
         self.dispatch_locked(&mut state);
         Ok(())
     }
     pub fn remove_consumer(
-        &self,
+        self: &Arc<Self>,
         connection: ConnectionId,
         channel: u16,
         tag: &str,
@@ -344,6 +438,13 @@ impl Queue {
         if state.next_consumer >= state.consumers.len() {
             state.next_consumer = 0;
         }
+        state.last_used = Instant::now();
+        if state.consumers.is_empty() {
+            self.schedule_unused(&mut state);
+        } else {
+            // A single active consumer's successor takes over here.
+            self.dispatch_locked(&mut state);
+        }
         if self.auto_delete && state.consumers.is_empty() && !state.deleted {
             ConsumerRemoval::RemovedLastOfAutoDelete
         } else {
@@ -357,7 +458,8 @@ impl Queue {
         for _ in 0..2 {
             {
                 let mut state = self.state();
-                if let Some(entry) = state.pop() {
+                state.last_used = Instant::now();
+                if let Some(entry) = self.pop_live(&mut state) {
                     if ack {
                         state.unacked += 1;
                         self.mark_delivered(&entry);
@@ -406,6 +508,7 @@ impl Queue {
                 continue;
             }
             entry.redelivered |= redelivered;
+            state.ready_bytes += entry.message.size() as u64;
             state.lanes[usize::from(entry.lane)].insert_sorted(entry);
         }
         if counted {
@@ -414,13 +517,17 @@ impl Queue {
         self.dispatch_locked(&mut state);
     }
 
-    /// Acked or rejected-without-requeue deliveries leave the queue for good.
-    pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a QueueEntry>) {
+    /// Acked (or, `rejected`, rejected without requeue and dead-lettered) deliveries leave
+    /// the queue for good.
+    pub fn settle<'a>(&self, entries: impl IntoIterator<Item = &'a QueueEntry>, rejected: bool) {
         let mut state = self.state();
         let mut count = 0;
         for entry in entries {
             count += 1;
             self.forget(entry, state.deleted);
+            if rejected {
+                self.dead_letter(&entry.message, Reason::Rejected);
+            }
         }
         state.unacked = state.unacked.saturating_sub(count);
     }
@@ -432,13 +539,14 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState) {
-        while state.has_ready() {
-            let Some(consumer) = state.next_ready_consumer() else {
+        while let Some(entry) = self.pop_live(state) {
+            let Some(consumer) = state.next_ready_consumer(self.args.single_active_consumer) else {
+                // Nobody can take it now: it goes back to the front of its lane.
+                state.ready_bytes += entry.message.size() as u64;
+                state.lanes[usize::from(entry.lane)].head.push_front(entry);
                 break;
             };
-            if let Some(entry) = state.pop() {
-                self.send(state, consumer, entry);
-            }
+            self.send(state, consumer, entry);
         }
         self.request_loads(state);
     }
@@ -469,6 +577,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut state = self.state();
         let n = state.len() as u32;
+        state.ready_bytes = 0;
         for i in 0..state.lanes.len() {
             for entry in std::mem::take(&mut state.lanes[i].head) {
                 self.forget(&entry, false);
@@ -530,24 +639,38 @@ impl QueueState {
         self.lanes.iter().all(|l| l.len() == 0)
     }
 
-    fn has_ready(&self) -> bool {
-        self.lanes.iter().any(|l| !l.head.is_empty())
-    }
-
     /// The next message in memory: from the highest-priority lane that has one.
     fn pop(&mut self) -> Option<QueueEntry> {
         self.lanes.iter_mut().rev().find_map(|l| l.head.pop_front())
     }
 
-    /// The next consumer in round-robin order that has credit for one more delivery.
-    fn next_ready_consumer(&mut self) -> Option<Arc<Consumer>> {
+    /// The consumer that gets the next message: among the highest-priority consumers with
+    /// credit, the next in round-robin order. With a single active consumer, only the first.
+    fn next_ready_consumer(&mut self, single_active: bool) -> Option<Arc<Consumer>> {
+        if single_active {
+            let first = self.consumers.first()?;
+            return first.try_reserve().then(|| first.clone());
+        }
         let n = self.consumers.len();
-        for i in 0..n {
-            let idx = (self.next_consumer + i) % n;
-            if self.consumers[idx].try_reserve() {
-                self.next_consumer = (idx + 1) % n;
-                return Some(self.consumers[idx].clone());
+        let mut group_start = 0;
+        while group_start < n {
+            let priority = self.consumers[group_start].priority;
+            let group_end = group_start
+                + self.consumers[group_start..].partition_point(|c| c.priority == priority);
+            let len = group_end - group_start;
+            let offset = if (group_start..group_end).contains(&self.next_consumer) {
+                self.next_consumer - group_start
+            } else {
+                0
+            };
+            for i in 0..len {
+                let idx = group_start + (offset + i) % len;
+                if self.consumers[idx].try_reserve() {
+                    self.next_consumer = group_start + (idx - group_start + 1) % len;
+                    return Some(self.consumers[idx].clone());
+                }
             }
+            group_start = group_end;
         }
         None
     }

@@ -4,8 +4,8 @@
 use super::equivalence::check_args_equivalent;
 use super::VHost;
 use crate::broker::consumer::{ConnectionId, Consumer};
-use crate::broker::exchange::{Destination, Exchange, ExchangeKind};
-use crate::broker::queue::Queue;
+use crate::broker::exchange::{alternate, Destination, Exchange, ExchangeKind};
+use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
 use std::sync::Arc;
@@ -73,6 +73,8 @@ impl VHost {
                         spec.name
                     )));
                 }
+                let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
+                alternate::check(&spec.arguments, &what)?;
                 let x = Exchange::new(
                     spec.name.as_str().into(),
                     kind,
@@ -162,9 +164,19 @@ impl VHost {
         }
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
+
         let queue = match self.queues.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
+                // Arguments are checked when a queue is created; a redeclaration is compared
+                // with the original instead, as RabbitMQ does.
+                let args = QueueArgs::parse(
+                    &spec.arguments,
+                    spec.durable,
+                    spec.exclusive,
+                    spec.auto_delete,
+                    &format!("queue '{}' in vhost '{}'", spec.name, self.name),
+                )?;
                 let mut q = Queue::new(
                     spec.name.as_str().into(),
                     self.name.clone(),
@@ -173,6 +185,7 @@ impl VHost {
                     spec.auto_delete,
                     spec.arguments.clone(),
                 );
+                q = q.with_args(args).with_hooks(self.hooks.clone());
                 let id = self.store.next_queue_id();
                 if durable {
                     self.store.submit(StoreOp::PutQueue(QueueRecord {
@@ -190,7 +203,7 @@ impl VHost {
         queue.check_access(connection)?;
         if queue.exclusive_owner != owner {
             // Same connection, but the exclusive flag differs from the original declaration.
-            return Err(queue.check_access(u64::MAX).unwrap_err());
+            return Err(queue.locked());
         }
         let what = format!("queue '{}' in vhost '{}'", spec.name, self.name);
         for (arg, received, current) in [
@@ -209,6 +222,7 @@ impl VHost {
             &queue.arguments,
             EQUIVALENT_QUEUE_ARGS,
         )?;
+        queue.touch();
         Ok(queue)
     }
 

@@ -11,11 +11,12 @@ pub use declare::{ExchangeSpec, QueueSpec};
 
 use super::consumer::ConnectionId;
 use super::exchange::{Destination, Exchange, ExchangeKind, RoutingInput};
-use super::queue::Queue;
+use super::queue::{Queue, QueueHooks};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::StoreHandle;
 use dashmap::DashMap;
 use std::sync::Arc;
+use tracing::warn;
 use warren_amqp::{FieldTable, ShortString};
 
 #[derive(Debug)]
@@ -27,16 +28,24 @@ pub struct VHost {
     store: Arc<StoreHandle>,
     /// Messages per queue lane kept in memory before the rest goes to disk.
     queue_window: usize,
+    /// Handed to every queue: the broker's dead-letter and timer services.
+    hooks: QueueHooks,
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Arc<StoreHandle>, queue_window: usize) -> Self {
+    pub fn new(
+        name: &str,
+        store: Arc<StoreHandle>,
+        queue_window: usize,
+        hooks: QueueHooks,
+    ) -> Self {
         let vhost = Self {
             name: name.to_string(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
             queue_window,
+            hooks,
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -90,8 +99,7 @@ impl VHost {
         self.queues.iter().map(|q| q.value().clone()).collect()
     }
 
-    /// The queues a message reaches from `exchange`, each once, following exchange-to-exchange
-    /// bindings (each exchange visited once, so cycles end).
+    /// The queues a message reaches from `exchange` with its routing key alone.
     pub fn route(
         &self,
         exchange: &Arc<Exchange>,
@@ -99,23 +107,45 @@ impl VHost {
         scratch: &mut Vec<Destination>,
         out: &mut Vec<Arc<Queue>>,
     ) {
+        self.route_keys(exchange, input, &[], scratch, out);
+    }
+
+    /// The queues a message reaches from `exchange` with its routing key and `extra_keys` (its
+    /// CC and BCC headers), each once. Exchange-to-exchange bindings are followed, and so is an
+    /// exchange's alternate exchange when its own bindings match nothing; each exchange is
+    /// visited once, so cycles of either kind end.
+    pub fn route_keys(
+        &self,
+        exchange: &Arc<Exchange>,
+        input: &RoutingInput<'_>,
+        extra_keys: &[String],
+        scratch: &mut Vec<Destination>,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
         out.clear();
         if exchange.name.as_str().is_empty() {
-            if let Some(q) = self.queues.get(input.routing_key) {
-                out.push(q.clone());
+            // The default exchange: every key names a queue. It has no alternate exchange.
+            for key in
+                std::iter::once(input.routing_key).chain(extra_keys.iter().map(|k| k.as_str()))
+            {
+                if let Some(q) = self.queues.get(key) {
+                    out.push(q.clone());
+                }
             }
-            return;
-        }
-        scratch.clear();
-        exchange.route(input, scratch);
-        let mut visited: Vec<*const Exchange> = vec![Arc::as_ptr(exchange)];
-        while let Some(d) = scratch.pop() {
-            match d {
-                Destination::Queue(q) => out.push(q),
-                Destination::Exchange(x) => {
-                    if !visited.contains(&Arc::as_ptr(&x)) {
-                        visited.push(Arc::as_ptr(&x));
-                        x.route(input, scratch);
+        } else {
+            scratch.clear();
+            self.route_one(exchange, input, extra_keys, scratch);
+            // Stays unallocated unless the message crosses to another exchange.
+            let mut visited: Vec<*const Exchange> = Vec::new();
+            while let Some(d) = scratch.pop() {
+                match d {
+                    Destination::Queue(q) => out.push(q),
+                    Destination::Exchange(x) => {
+                        let at = Arc::as_ptr(&x);
+                        if at != Arc::as_ptr(exchange) && !visited.contains(&at) {
+                            visited.push(at);
+                            self.route_one(&x, input, extra_keys, scratch);
+                        }
                     }
                 }
             }
@@ -123,6 +153,29 @@ impl VHost {
         if out.len() > 1 {
             out.sort_unstable_by_key(|q| Arc::as_ptr(q) as usize);
             out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+    }
+
+    /// One exchange's destinations, or its alternate exchange when it has none.
+    fn route_one(
+        &self,
+        x: &Exchange,
+        input: &RoutingInput<'_>,
+        extra_keys: &[String],
+        scratch: &mut Vec<Destination>,
+    ) {
+        let before = scratch.len();
+        x.route_keys(input, extra_keys, scratch);
+        if scratch.len() > before {
+            return;
+        }
+        let Some(name) = &x.alternate else { return };
+        match self.exchanges.get(name.as_str()) {
+            Some(ae) => scratch.push(Destination::Exchange(ae.clone())),
+            None => warn!(
+                "alternate exchange '{name}' of exchange '{}' in vhost '{}' does not exist",
+                x.name, self.name
+            ),
         }
     }
 }

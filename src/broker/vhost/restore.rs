@@ -2,11 +2,22 @@
 
 use super::VHost;
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::broker::queue::Queue;
+use crate::broker::queue::{Queue, QueueArgs};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord};
 use std::sync::Arc;
+use tracing::warn;
 
 impl VHost {
+    /// A recovered queue's settings. They were checked when it was declared; a record that
+    /// no longer parses keeps the queue with default settings rather than losing it.
+    fn recorded_args(&self, r: &QueueRecord) -> QueueArgs {
+        let what = format!("queue '{}' in vhost '{}'", r.name, self.name);
+        QueueArgs::parse(&r.arguments, true, false, r.auto_delete, &what).unwrap_or_else(|e| {
+            warn!("{what}: recorded arguments no longer valid ({e}); using defaults");
+            QueueArgs::default()
+        })
+    }
+
     /// Recreates a durable exchange from its record at start (nothing is written back).
     pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
         let kind = ExchangeKind::parse(&r.kind)
@@ -33,6 +44,8 @@ impl VHost {
             r.auto_delete,
             r.arguments.clone(),
         )
+        .with_args(self.recorded_args(r))
+        .with_hooks(self.hooks.clone())
         .with_storage(self.store.clone(), r.id, self.queue_window);
         let q = Arc::new(q);
         self.queues.insert(r.name.clone(), q.clone());

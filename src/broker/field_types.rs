@@ -1,0 +1,27 @@
+//! RabbitMQ's names for AMQP field types, as its error texts print them ("invalid type 'long'
+//! for arg ...", "{unacceptable_type_in_header,\"CC\",longstr}").
+
+use warren_amqp::AMQPValue;
+
+pub fn name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}

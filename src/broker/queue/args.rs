@@ -1,0 +1,344 @@
+//! Queue arguments (`x-message-ttl`, `x-max-length`, `x-dead-letter-exchange`, ...): parsed
+//! and checked once at declaration, with RabbitMQ's error texts, into the settings a queue
+//! runs with.
+
+use crate::error::{AmqpError, AmqpResult};
+use warren_amqp::{AMQPValue, FieldTable};
+
+/// What a full queue does with one more message (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest message to make room.
+    #[default]
+    DropHead,
+    /// Refuse the new message (the publisher gets basic.nack under confirms).
+    RejectPublish,
+    /// Refuse it and dead-letter it.
+    RejectPublishDlx,
+}
+
+/// A queue's settings from its arguments.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueArgs {
+    pub message_ttl: Option<u64>,
+    pub expires: Option<u64>,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    /// Lanes above the base one: messages' priorities are capped at this.
+    pub max_priority: u8,
+    pub single_active_consumer: bool,
+}
+
+/// RabbitMQ's name for a field's type, as its error texts print it.
+pub fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+pub fn integer(v: &AMQPValue) -> Option<i64> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    })
+}
+
+fn text(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
+
+/// How an integer argument may be bounded.
+enum Bound {
+    NonNegative,
+    Positive,
+    AtMost(i64),
+}
+
+struct Checker<'a> {
+    args: &'a FieldTable,
+    /// "queue 'q' in vhost '/'"
+    what: &'a str,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, arg: &str, detail: impl std::fmt::Display) -> AmqpError {
+        AmqpError::precondition_failed(format!("invalid arg '{arg}' for {}: {detail}", self.what))
+    }
+
+    fn integer(&self, arg: &str, bound: Bound) -> AmqpResult<Option<u64>> {
+        let Some(v) = self.args.inner().get(arg) else {
+            return Ok(None);
+        };
+        let n = integer(v).ok_or_else(|| {
+            self.invalid(arg, format!("\"expected integer, got {}\"", type_name(v)))
+        })?;
+        match bound {
+            _ if n < 0 => Err(self.invalid(arg, format!("{{value_negative,{n}}}"))),
+            Bound::Positive if n == 0 => Err(self.invalid(arg, format!("{{value_zero,{n}}}"))),
+            Bound::AtMost(max) if n > max => {
+                Err(self.invalid(arg, format!("{{max_value_exceeded,{n}}}")))
+            }
+            _ => Ok(Some(n as u64)),
+        }
+    }
+
+    fn string(&self, arg: &str) -> AmqpResult<Option<String>> {
+        let Some(v) = self.args.inner().get(arg) else {
+            return Ok(None);
+        };
+        text(v).map(Some).ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid type '{}' for arg '{arg}' in {}",
+                type_name(v),
+                self.what
+            ))
+        })
+    }
+
+    fn overflow(&self) -> AmqpResult<Overflow> {
+        let Some(v) = self.args.inner().get("x-overflow") else {
+            return Ok(Overflow::DropHead);
+        };
+        match text(v).as_deref() {
+            Some("drop-head") => Ok(Overflow::DropHead),
+            Some("reject-publish") => Ok(Overflow::RejectPublish),
+            Some("reject-publish-dlx") => Ok(Overflow::RejectPublishDlx),
+            Some(_) => Err(self.invalid("x-overflow", "invalid_overflow")),
+            None => Err(self.invalid(
+                "x-overflow",
+                format!("{{unacceptable_type,{}}}", type_name(v)),
+            )),
+        }
+    }
+
+    fn flag(&self, arg: &str) -> AmqpResult<bool> {
+        match self.args.inner().get(arg) {
+            None => Ok(false),
+            Some(AMQPValue::Boolean(b)) => Ok(*b),
+            Some(v) => Err(self.invalid(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
+        }
+    }
+
+    fn queue_type(&self) -> AmqpResult<()> {
+        let Some(v) = self.args.inner().get("x-queue-type") else {
+            return Ok(());
+        };
+        match text(v).as_deref() {
+            Some("classic") => Ok(()),
+            Some(kind @ ("quorum" | "stream")) => Err(AmqpError::precondition_failed(format!(
+                "queue type '{kind}' is not supported by Warren yet; declare a classic queue \
+                 for {}",
+                self.what
+            ))),
+            Some(other) => Err(self.invalid(
+                "x-queue-type",
+                format!("\"unsupported queue type '{other}'\""),
+            )),
+            None => Err(self.invalid(
+                "x-queue-type",
+                format!("{{unacceptable_type,{}}}", type_name(v)),
+            )),
+        }
+    }
+
+    fn queue_mode(&self) -> AmqpResult<()> {
+        let Some(v) = self.args.inner().get("x-queue-mode") else {
+            return Ok(());
+        };
+        // Every Warren queue pages to disk past its window: "lazy" and "default" both fit.
+        match text(v).as_deref() {
+            Some("default" | "lazy") => Ok(()),
+            Some(other) => Err(self.invalid(
+                "x-queue-mode",
+                format!("\"unsupported queue mode '{other}'\""),
+            )),
+            None => Err(self.invalid(
+                "x-queue-mode",
+                format!("{{unacceptable_type,{}}}", type_name(v)),
+            )),
+        }
+    }
+}
+
+/// The properties quorum and stream queues require, checked as RabbitMQ does before anything
+/// else; Warren then refuses those types (they are not implemented) rather than downgrade them.
+fn check_queue_type_properties(
+    args: &FieldTable,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    what: &str,
+) -> AmqpResult<()> {
+    let kind = args.inner().get("x-queue-type").and_then(text);
+    if !matches!(kind.as_deref(), Some("quorum" | "stream")) {
+        return Ok(());
+    }
+    let property = if !durable {
+        Some("non-durable")
+    } else if exclusive {
+        Some("exclusive-owner")
+    } else if auto_delete {
+        Some("auto-delete")
+    } else {
+        None
+    };
+    match property {
+        Some(p) => Err(AmqpError::precondition_failed(format!(
+            "invalid property '{p}' for {what}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl QueueArgs {
+    /// Parses and checks a queue.declare's arguments. `what` names the queue in errors.
+    pub fn parse(
+        args: &FieldTable,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        what: &str,
+    ) -> AmqpResult<Self> {
+        check_queue_type_properties(args, durable, exclusive, auto_delete, what)?;
+        let c = Checker { args, what };
+        c.queue_type()?;
+        c.queue_mode()?;
+        let parsed = Self {
+            message_ttl: c.integer("x-message-ttl", Bound::NonNegative)?,
+            expires: c.integer("x-expires", Bound::Positive)?,
+            dead_letter_exchange: c.string("x-dead-letter-exchange")?,
+            dead_letter_routing_key: c.string("x-dead-letter-routing-key")?,
+            max_length: c.integer("x-max-length", Bound::NonNegative)?,
+            max_length_bytes: c.integer("x-max-length-bytes", Bound::NonNegative)?,
+            overflow: c.overflow()?,
+            max_priority: c
+                .integer("x-max-priority", Bound::AtMost(255))?
+                .unwrap_or(0) as u8,
+            single_active_consumer: c.flag("x-single-active-consumer")?,
+        };
+        if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
+            return Err(c.invalid(
+                "x-dead-letter-routing-key",
+                "routing_key_but_no_dlx_defined",
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+/// A consumer's `x-priority` argument (0 when absent).
+pub fn consumer_priority(args: &FieldTable, what: &str) -> AmqpResult<i64> {
+    match args.inner().get("x-priority") {
+        None => Ok(0),
+        Some(v) => integer(v).ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid arg 'x-priority' for {what}: \"expected integer, got {}\"",
+                type_name(v)
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    }
+
+    fn parse(pairs: &[(&str, AMQPValue)]) -> AmqpResult<QueueArgs> {
+        QueueArgs::parse(&args(pairs), true, false, false, "queue 'q' in vhost '/'")
+    }
+
+    #[test]
+    fn parses_every_setting() {
+        let a = parse(&[
+            ("x-message-ttl", AMQPValue::LongInt(500)),
+            ("x-expires", AMQPValue::LongLongInt(60_000)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString("dlx".into()),
+            ),
+            (
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString("dead".into()),
+            ),
+            ("x-max-length", AMQPValue::ShortShortUInt(3)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+            ("x-max-priority", AMQPValue::LongInt(10)),
+            ("x-single-active-consumer", AMQPValue::Boolean(true)),
+            ("x-queue-type", AMQPValue::LongString("classic".into())),
+        ])
+        .unwrap();
+        assert_eq!(a.message_ttl, Some(500));
+        assert_eq!(a.expires, Some(60_000));
+        assert_eq!(a.dead_letter_routing_key.as_deref(), Some("dead"));
+        assert_eq!(a.max_length, Some(3));
+        assert_eq!(a.overflow, Overflow::RejectPublish);
+        assert_eq!(a.max_priority, 10);
+        assert!(a.single_active_consumer);
+    }
+
+    #[test]
+    fn refuses_like_rabbitmq() {
+        let text = |pairs: &[(&str, AMQPValue)]| parse(pairs).unwrap_err().text;
+        assert_eq!(
+            text(&[("x-max-length", AMQPValue::LongString("abc".into()))]),
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/': \"expected integer, got longstr\""
+        );
+        assert!(text(&[("x-expires", AMQPValue::LongInt(0))]).ends_with("{value_zero,0}"));
+        assert!(text(&[("x-max-priority", AMQPValue::LongInt(300))])
+            .ends_with("{max_value_exceeded,300}"));
+        assert!(text(&[("x-message-ttl", AMQPValue::LongInt(-1))]).ends_with("{value_negative,-1}"));
+        assert!(text(&[(
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString("k".into())
+        )])
+        .ends_with("routing_key_but_no_dlx_defined"));
+        assert!(
+            text(&[("x-queue-type", AMQPValue::LongString("quorum".into()))])
+                .contains("not supported")
+        );
+        let quorum = args(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);
+        let e =
+            QueueArgs::parse(&quorum, false, false, false, "queue 'q' in vhost '/'").unwrap_err();
+        assert_eq!(
+            e.text,
+            "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'"
+        );
+    }
+}

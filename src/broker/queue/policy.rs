@@ -1,0 +1,187 @@
+//! A queue's policies over time and size: message TTL (per queue and per message, expiring
+//! messages anywhere in memory, not only at the head), `x-expires`, length limits, and
+//! handing dead letters to the broker's dead-letter task.
+
+use super::{Overflow, Queue, QueueState};
+use crate::broker::dead_letter::{DeadLetter, Reason};
+use crate::broker::message::{now_ms, Message, QueueEntry};
+use crate::broker::timers::Wake;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a timer wake-up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerOutcome {
+    Idle,
+    /// Unused for longer than `x-expires`: the caller deletes the queue.
+    Expired,
+}
+
+impl Queue {
+    /// When a message published now expires here (ms since the epoch, 0: never): the
+    /// sooner of the queue's `x-message-ttl` and the message's `expiration`.
+    pub(super) fn expiry_of(&self, message: &Message) -> u64 {
+        let ttl = match (self.args.message_ttl, message.expiration) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(ttl) => ttl,
+                None => return 0,
+            },
+        };
+        now_ms().saturating_add(ttl).max(1)
+    }
+
+    pub(super) fn would_overflow(&self, state: &QueueState, size: usize) -> bool {
+        self.args.max_length.is_some_and(|max| state.len() >= max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| state.ready_bytes + size as u64 > max)
+    }
+
+    fn over_limit(&self, state: &QueueState) -> bool {
+        self.args.max_length.is_some_and(|max| state.len() > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| state.ready_bytes > max)
+    }
+
+    /// drop-head: the oldest ready messages go (dead-lettered as `maxlen`) until the queue is
+    /// within its limits.
+    pub(super) fn enforce_max_length(&self, state: &mut QueueState) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        while self.over_limit(state) {
+            let Some(entry) = state.pop() else { break };
+            state.ready_bytes = state
+                .ready_bytes
+                .saturating_sub(entry.message.size() as u64);
+            self.forget(&entry, false);
+            self.dead_letter(&entry.message, Reason::MaxLen);
+        }
+    }
+
+    /// Sends a message to the dead-letter exchange, if the queue has one.
+    pub(super) fn dead_letter(&self, message: &Arc<Message>, reason: Reason) {
+        let (Some(exchange), Some(hooks)) = (&self.args.dead_letter_exchange, &self.hooks) else {
+            return;
+        };
+        let _ = hooks.dead_letters.send(DeadLetter {
+            vhost: self.vhost.clone(),
+            queue: self.name.to_string(),
+            exchange: exchange.clone(),
+            routing_key: self.args.dead_letter_routing_key.clone(),
+            reason,
+            message: message.clone(),
+        });
+    }
+
+    /// An expired entry leaves the queue.
+    pub(super) fn expire(&self, entry: QueueEntry) {
+        self.forget(&entry, false);
+        self.dead_letter(&entry.message, Reason::Expired);
+    }
+
+    /// The next ready entry that has not expired; expired ones met on the way are expired.
+    pub(super) fn pop_live(&self, state: &mut QueueState) -> Option<QueueEntry> {
+        let now = now_ms();
+        loop {
+            let entry = state.pop()?;
+            state.ready_bytes = state
+                .ready_bytes
+                .saturating_sub(entry.message.size() as u64);
+            if !entry.expired(now) {
+                return Some(entry);
+            }
+            self.expire(entry);
+        }
+    }
+
+    /// Expires every in-memory entry whose time has come, wherever it is in the queue.
+    fn expire_due(&self, state: &mut QueueState, now: u64) {
+        for lane in &mut state.lanes {
+            if !lane.head.iter().any(|e| e.expired(now)) {
+                continue;
+            }
+            let (expired, live): (Vec<_>, Vec<_>) =
+                lane.head.drain(..).partition(|e| e.expired(now));
+            lane.head = live.into();
+            for entry in expired {
+                state.ready_bytes = state
+                    .ready_bytes
+                    .saturating_sub(entry.message.size() as u64);
+                self.expire(entry);
+            }
+        }
+    }
+
+    /// Called by the timer task.
+    pub fn on_timer(self: &Arc<Self>) -> TimerOutcome {
+        let mut state = self.state();
+        state.timer_at = None;
+        if state.deleted {
+            return TimerOutcome::Idle;
+        }
+        if let Some(expires) = self.args.expires {
+            if state.consumers.is_empty()
+                && state.last_used.elapsed() >= Duration::from_millis(expires)
+            {
+                return TimerOutcome::Expired;
+            }
+        }
+        self.expire_due(&mut state, now_ms());
+        self.schedule_unused(&mut state);
+        let next = state
+            .lanes
+            .iter()
+            .flat_map(|l| l.head.iter())
+            .filter(|e| e.expires != 0)
+            .map(|e| e.expires)
+            .min();
+        if let Some(at) = next {
+            self.schedule_ms(&mut state, at);
+        }
+        // Expired messages may have been what blocked consumers' credit.
+        self.dispatch_locked(&mut state);
+        TimerOutcome::Idle
+    }
+
+    /// Asks to be woken when `x-expires` would delete the queue, if it has no consumers.
+    pub(super) fn schedule_unused(self: &Arc<Self>, state: &mut QueueState) {
+        if let Some(expires) = self.args.expires {
+            if state.consumers.is_empty() {
+                let at = state.last_used + Duration::from_millis(expires);
+                self.schedule(state, at);
+            }
+        }
+    }
+
+    /// Asks to be woken at `at_ms` (ms since the epoch).
+    pub(super) fn schedule_ms(self: &Arc<Self>, state: &mut QueueState, at_ms: u64) {
+        let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()));
+        self.schedule(state, Instant::now() + delay);
+    }
+
+    fn schedule(self: &Arc<Self>, state: &mut QueueState, at: Instant) {
+        let Some(hooks) = &self.hooks else { return };
+        if state.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        state.timer_at = Some(at);
+        let _ = hooks.timers.send(Wake {
+            at,
+            queue: Arc::downgrade(self),
+        });
+    }
+
+    /// A redeclaration counts as use for `x-expires`.
+    pub fn touch(self: &Arc<Self>) {
+        let mut state = self.state();
+        state.last_used = Instant::now();
+        state.timer_at = None;
+        self.schedule_unused(&mut state);
+    }
+}
