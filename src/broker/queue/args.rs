@@ -30,6 +30,17 @@ pub struct QueueArgs {
     /// Lanes above the base one: messages' priorities are capped at this.
     pub max_priority: u8,
     pub single_active_consumer: bool,
+    /// `x-message-deduplication`: drop publishes whose deduplication key was seen recently.
+    pub deduplication: Option<Dedup>,
+}
+
+/// The window a deduplicating queue remembers keys for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dedup {
+    /// `x-cache-size`: how many keys at most (oldest forgotten first).
+    pub cache_size: Option<u64>,
+    /// `x-cache-ttl`: how long a key is remembered, in milliseconds.
+    pub cache_ttl: Option<u64>,
 }
 
 /// RabbitMQ's name for a field's type, as its error texts print it.
@@ -244,6 +255,14 @@ impl QueueArgs {
                 .integer("x-max-priority", Bound::AtMost(255))?
                 .unwrap_or(0) as u8,
             single_active_consumer: c.flag("x-single-active-consumer")?,
+            deduplication: if c.flag("x-message-deduplication")? {
+                Some(Dedup {
+                    cache_size: c.integer("x-cache-size", Bound::Positive)?,
+                    cache_ttl: c.integer("x-cache-ttl", Bound::Positive)?,
+                })
+            } else {
+                None
+            },
         };
         if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
             return Err(c.invalid(

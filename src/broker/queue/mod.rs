@@ -11,6 +11,7 @@
 //! removal of it.
 
 mod args;
+mod dedup;
 mod lane;
 mod policy;
 
@@ -65,6 +66,8 @@ pub enum PublishOutcome {
     Rejected,
     /// The queue was deleted meanwhile.
     Gone,
+    /// A deduplicating queue had seen the message's key: dropped, and confirmed as accepted.
+    Duplicate,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,8 @@ struct QueueState {
     last_used: Instant,
     /// When the timer task will next wake the queue, if it will.
     timer_at: Option<Instant>,
+    /// Recently seen deduplication keys (deduplicating queues only).
+    dedup: dedup::DedupCache,
     deleted: bool,
 }
 
@@ -121,6 +126,7 @@ impl Queue {
             ready_bytes: 0,
             last_used: Instant::now(),
             timer_at: None,
+            dedup: dedup::DedupCache::default(),
             deleted: false,
         };
         Self {
@@ -351,6 +357,14 @@ impl Queue {
                 self.dead_letter(&message, Reason::MaxLen);
             }
             return PublishOutcome::Rejected;
+        }
+        if let Some(window) = self.args.deduplication {
+            if let Some(key) = dedup::key_of(&message) {
+                if !state.dedup.admit(key, now_ms(), window) {
+                    // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
+                    return PublishOutcome::Duplicate;
+                }
+            }
         }
         let seq = state.next_seq;
         state.next_seq += 1;
