@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod delayed;
 pub mod delivery;
 pub mod exchange;
 pub mod field_types;
@@ -31,8 +32,10 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
     pub store: Arc<StoreHandle>,
-    /// The receiving ends of the dead-letter and timer services, until `start` runs them.
+    /// The receiving ends of the broker's services, until `start` runs them.
     services: Mutex<Option<Services>>,
+    /// Where delayed exchanges hand the messages they hold.
+    pub held: delayed::HeldSink,
     /// Direct reply-to consumers, which any connection's replies may reach.
     pub reply_to: reply_to::ReplyTo,
 }
@@ -55,10 +58,15 @@ impl Broker {
             dead_letters,
             timers,
         };
-        let (vhosts, store) = recovery::recover(store, config.queue_window, hooks)?;
+        let (vhosts, store, recovered_held) = recovery::recover(store, config.queue_window, hooks)?;
+        let (held, held_rx) = mpsc::unbounded_channel();
+        for message in recovered_held {
+            let _ = held.send(message);
+        }
         let services = Services {
             dead_letters: dead_letter_rx,
             timers: timer_rx,
+            held: held_rx,
         };
         Ok(Self {
             config,
@@ -66,6 +74,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             store,
             services: Mutex::new(Some(services)),
+            held,
             reply_to: reply_to::ReplyTo::default(),
         })
     }
@@ -81,6 +90,7 @@ impl Broker {
             Arc::downgrade(self),
         ));
         tokio::spawn(timers::run(services.timers, Arc::downgrade(self)));
+        tokio::spawn(delayed::run(services.held, Arc::downgrade(self)));
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -103,4 +113,5 @@ impl Broker {
 struct Services {
     dead_letters: mpsc::UnboundedReceiver<dead_letter::DeadLetter>,
     timers: mpsc::UnboundedReceiver<timers::Wake>,
+    held: mpsc::UnboundedReceiver<delayed::Held>,
 }

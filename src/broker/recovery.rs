@@ -3,6 +3,7 @@
 //! no longer belongs (paged-out transient messages, entries of queues that are gone, messages
 //! nothing holds), logs progress and what had to be dropped, and starts the store thread.
 
+use super::delayed::{Held, HELD_STORE_ID};
 use super::message::QueueEntry;
 use super::queue::QueueHooks;
 use super::vhost::VHost;
@@ -25,7 +26,7 @@ pub fn recover(
     store: Arc<dyn Store>,
     queue_window: usize,
     hooks: QueueHooks,
-) -> Result<(VHosts, Arc<StoreHandle>), StoreError> {
+) -> Result<(VHosts, Arc<StoreHandle>, Vec<Held>), StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
     let live: HashMap<u64, &QueueRecord> = recovered.queues.iter().map(|q| (q.id, q)).collect();
@@ -33,7 +34,13 @@ pub fn recover(
     let mut lanes: HashMap<u64, Lanes> = HashMap::new();
     let mut holders: HashMap<u64, u32> = HashMap::new();
     let mut max_queue_id = recovered.queues.iter().map(|q| q.id).max().unwrap_or(0);
+    let mut held_entries = Vec::new();
     for (key, record) in std::mem::take(&mut recovered.entries) {
+        if key.queue == HELD_STORE_ID {
+            *holders.entry(record.message).or_default() += 1;
+            held_entries.push(record);
+            continue;
+        }
         max_queue_id = max_queue_id.max(key.queue);
         if record.transient || !live.contains_key(&key.queue) {
             cleanup.push(StoreOp::RemoveEntry { key });
@@ -127,7 +134,8 @@ pub fn recover(
         recovered.bindings.len(),
         started.elapsed()
     );
-    Ok((vhosts, handle))
+    let held = held_messages(store.as_ref(), &handle, held_entries)?;
+    Ok((vhosts, handle, held))
 }
 
 /// One lane refilled: the entries in memory, the first sequence left on disk, and how many.
@@ -181,4 +189,29 @@ fn refill(
         out.push((head, tail_start, on_disk as u64));
     }
     Ok((out, next_seq, count))
+}
+
+/// Messages a delayed exchange was holding, read back to be held again until they are due.
+fn held_messages(
+    store: &dyn Store,
+    handle: &StoreHandle,
+    entries: Vec<EntryRecord>,
+) -> Result<Vec<Held>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut held = Vec::with_capacity(entries.len());
+    for (key, record, message) in store.read_entries(HELD_STORE_ID, 0, 0, usize::MAX)? {
+        match message {
+            Some(m) => held.push(Held {
+                due_ms: record.expires,
+                vhost: "/".into(),
+                stored: record.message,
+                message: Arc::new(m),
+            }),
+            None => handle.submit(StoreOp::RemoveEntry { key }),
+        }
+    }
+    info!("recovered {} delayed messages", held.len());
+    Ok(held)
 }

@@ -5,6 +5,7 @@ use super::channel::{ChannelConsumer, ChannelState, Confirms, TxOp, Unacked};
 use super::close::requeue_all;
 use super::Connection;
 use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
+use crate::broker::delayed;
 use crate::broker::delivery::{enqueue, Enqueued};
 use crate::broker::exchange::{Exchange, RoutingInput};
 use crate::broker::message::{check_expiration, Message};
@@ -114,6 +115,30 @@ impl Connection {
             content,
             extra_keys,
         } = p;
+        if exchange.delayed {
+            if let Some(delay) = delayed::delay_of(content.properties.headers().as_ref()) {
+                // Held by the exchange until due; routed (and returned to nobody) then.
+                let message = Message::from_parts(
+                    exchange_name,
+                    routing_key,
+                    &content.properties,
+                    content.raw_properties,
+                    content.body,
+                );
+                let broker = &self.broker;
+                let stored = delayed::hold(
+                    &broker.store,
+                    &broker.held,
+                    &self.vhost.name,
+                    message,
+                    delay,
+                );
+                return Enqueued {
+                    stored,
+                    rejected: false,
+                };
+            }
+        }
         let input = RoutingInput {
             routing_key: routing_key.as_str(),
             headers: content.properties.headers().as_ref(),

@@ -10,8 +10,33 @@ mod headers;
 mod topic;
 
 use super::queue::Queue;
+use crate::error::{AmqpError, AmqpResult};
 use std::sync::{Arc, RwLock};
 use warren_amqp::{FieldTable, ShortString};
+
+/// The exchange type that delays messages (as RabbitMQ's delayed-message plugin names it).
+pub const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// The routing type and delaying of an exchange declared with type `kind`: an
+/// `x-delayed-message` exchange routes as its `x-delayed-type` argument says.
+pub fn declared_type(kind: &str, arguments: &FieldTable) -> AmqpResult<(ExchangeKind, bool)> {
+    if kind != DELAYED_TYPE {
+        let parsed = ExchangeKind::parse(kind)
+            .ok_or_else(|| AmqpError::command_invalid(format!("invalid exchange type '{kind}'")))?;
+        return Ok((parsed, false));
+    }
+    let underlying = match arguments.inner().get("x-delayed-type") {
+        Some(warren_amqp::AMQPValue::LongString(s)) => {
+            ExchangeKind::parse(&String::from_utf8_lossy(s.as_bytes()))
+        }
+        _ => None,
+    };
+    underlying.map(|k| (k, true)).ok_or_else(|| {
+        AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        )
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -126,6 +151,9 @@ pub struct Exchange {
     pub arguments: FieldTable,
     /// Where messages go that this exchange's bindings cannot route (`alternate-exchange`).
     pub alternate: Option<String>,
+    /// An `x-delayed-message` exchange: it holds messages for their `x-delay` before routing
+    /// them as its `x-delayed-type` (`kind`) would.
+    pub delayed: bool,
     table: RwLock<Box<dyn BindingTable>>,
 }
 
@@ -145,8 +173,24 @@ impl Exchange {
             auto_delete,
             internal,
             alternate: alternate::from_arguments(&arguments),
+            delayed: false,
             arguments,
             table: RwLock::new(kind.new_table()),
+        }
+    }
+
+    /// Makes this an `x-delayed-message` exchange.
+    pub fn with_delay(mut self) -> Self {
+        self.delayed = true;
+        self
+    }
+
+    /// The type as clients declare it.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 

@@ -4,7 +4,7 @@
 use super::equivalence::check_args_equivalent;
 use super::VHost;
 use crate::broker::consumer::{ConnectionId, Consumer};
-use crate::broker::exchange::{alternate, Destination, Exchange, ExchangeKind};
+use crate::broker::exchange::{alternate, declared_type, Destination, Exchange};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
@@ -61,9 +61,7 @@ impl VHost {
         if spec.passive {
             return self.exchange(&spec.name);
         }
-        let kind = ExchangeKind::parse(&spec.kind).ok_or_else(|| {
-            AmqpError::command_invalid(format!("invalid exchange type '{}'", spec.kind))
-        })?;
+        let (kind, delayed) = declared_type(&spec.kind, &spec.arguments)?;
         let exchange = match self.exchanges.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
@@ -75,7 +73,7 @@ impl VHost {
                 }
                 let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
                 alternate::check(&spec.arguments, &what)?;
-                let x = Exchange::new(
+                let mut x = Exchange::new(
                     spec.name.as_str().into(),
                     kind,
                     spec.durable,
@@ -83,6 +81,9 @@ impl VHost {
                     spec.internal,
                     spec.arguments.clone(),
                 );
+                if delayed {
+                    x = x.with_delay();
+                }
                 if x.durable {
                     self.store
                         .submit(StoreOp::PutExchange(self.exchange_record(&x)));
@@ -96,8 +97,8 @@ impl VHost {
                 "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
             ))
         };
-        if exchange.kind != kind {
-            return Err(inequivalent("type", kind.as_str(), exchange.kind.as_str()));
+        if exchange.kind != kind || exchange.delayed != delayed {
+            return Err(inequivalent("type", &spec.kind, exchange.type_name()));
         }
         for (arg, received, current) in [
             ("durable", spec.durable, exchange.durable),
@@ -297,7 +298,7 @@ impl VHost {
         ExchangeRecord {
             vhost: self.name.clone(),
             name: x.name.to_string(),
-            kind: x.kind.as_str().to_string(),
+            kind: x.type_name().to_string(),
             auto_delete: x.auto_delete,
             internal: x.internal,
             arguments: x.arguments.clone(),

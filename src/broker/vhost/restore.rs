@@ -1,7 +1,7 @@
 //! Recreating durable exchanges, queues and bindings from their records at start.
 
 use super::VHost;
-use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::broker::exchange::{declared_type, Binding, Destination, Exchange};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord};
 use std::sync::Arc;
@@ -20,9 +20,9 @@ impl VHost {
 
     /// Recreates a durable exchange from its record at start (nothing is written back).
     pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
-        let kind = ExchangeKind::parse(&r.kind)
-            .ok_or_else(|| format!("exchange '{}' has unknown type '{}'", r.name, r.kind))?;
-        let x = Exchange::new(
+        let (kind, delayed) = declared_type(&r.kind, &r.arguments)
+            .map_err(|e| format!("exchange '{}': {}", r.name, e.text))?;
+        let mut x = Exchange::new(
             r.name.as_str().into(),
             kind,
             true,
@@ -30,6 +30,9 @@ impl VHost {
             r.internal,
             r.arguments.clone(),
         );
+        if delayed {
+            x = x.with_delay();
+        }
         self.exchanges.insert(r.name.clone(), Arc::new(x));
         Ok(())
     }
