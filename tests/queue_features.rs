@@ -579,7 +579,6 @@ async fn an_invalid_expiration_closes_the_channel_with_406() {
 }
 
 #[tokio::test]
-#[ignore = "bug: messages read back from disk get no expiry timer; they die only when the queue is next used"]
 async fn expiry_dead_letters_a_backlog_beyond_the_in_memory_window() {
     let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
     let (conn, ch) = confirming(&broker).await;
@@ -613,7 +612,6 @@ async fn expiry_dead_letters_a_backlog_beyond_the_in_memory_window() {
 // x-expires
 
 #[tokio::test]
-#[ignore = "bug: a newly declared queue never arms its x-expires timer, so it is never deleted"]
 async fn an_unused_queue_is_deleted_after_x_expires() {
     let broker = TestBroker::start().await;
     let (conn, ch) = confirming(&broker).await;
@@ -695,7 +693,6 @@ async fn redeclaring_a_queue_renews_its_x_expires_lease() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a newly declared queue never arms its x-expires timer, so it is never deleted"]
 async fn basic_get_renews_the_x_expires_lease() {
     assert_renews_the_lease("got", async |ch: &Channel| {
         assert!(get(ch, "got").await.is_none());
@@ -704,7 +701,6 @@ async fn basic_get_renews_the_x_expires_lease() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a passive queue.declare does not renew the x-expires lease (RabbitMQ's stat does)"]
 async fn a_passive_declare_renews_the_x_expires_lease() {
     assert_renews_the_lease("peeked", async |ch: &Channel| {
         queue_counts(ch, "peeked").await;
@@ -1246,7 +1242,6 @@ fn interleaved_priorities() -> (Vec<(String, u8)>, Vec<String>) {
 }
 
 #[tokio::test]
-#[ignore = "bug: lower priorities are delivered while a higher lane's disk tail is still unread"]
 async fn priority_order_holds_for_a_consumer_beyond_the_in_memory_window() {
     let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
     let (conn, ch) = confirming(&broker).await;
@@ -1260,7 +1255,6 @@ async fn priority_order_holds_for_a_consumer_beyond_the_in_memory_window() {
 }
 
 #[tokio::test]
-#[ignore = "bug: basic.get takes a lower priority while a higher lane's disk tail is still being read back (fails under load)"]
 async fn priority_order_holds_for_basic_get_beyond_the_in_memory_window() {
     let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
     let (_conn, ch) = confirming(&broker).await;
@@ -1410,7 +1404,6 @@ async fn when_the_active_consumer_cancels_the_next_one_gets_the_remaining_messag
 }
 
 #[tokio::test]
-#[ignore = "bug: closing the active consumer's channel dispatches to the successor before requeueing its unacked messages"]
 async fn when_the_active_consumers_channel_closes_the_next_one_gets_everything_in_order() {
     let broker = TestBroker::start().await;
     let (conn, ch) = confirming(&broker).await;
@@ -1465,7 +1458,6 @@ async fn when_the_active_consumers_channel_closes_the_next_one_gets_every_messag
 }
 
 #[tokio::test]
-#[ignore = "bug: a later consumer with a higher x-priority becomes the single active consumer"]
 async fn a_later_higher_priority_consumer_does_not_take_over_a_single_active_consumer() {
     let broker = TestBroker::start().await;
     let (conn, ch) = confirming(&broker).await;
@@ -1527,7 +1519,6 @@ async fn a_durable_ttl_queue_keeps_unexpired_persistent_messages_across_a_restar
 }
 
 #[tokio::test]
-#[ignore = "bug: recovered messages get no expiry timer, so they only expire when the queue is next used"]
 async fn persistent_messages_still_expire_on_time_after_a_restart() {
     const TTL: Duration = Duration::from_millis(1_500);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1567,7 +1558,6 @@ async fn persistent_messages_still_expire_on_time_after_a_restart() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a recovered queue never arms its x-expires timer, so it is never deleted"]
 async fn a_durable_queue_with_x_expires_still_expires_after_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = TestBroker::start_in_with(dir.path(), |_| {}).await;

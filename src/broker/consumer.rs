@@ -116,11 +116,16 @@ pub struct Consumer {
     pub in_transit: Credit,
     /// Set when a queue passed this consumer over for lack of credit.
     pub starved: AtomicBool,
+    /// Set while its channel closes: it takes nothing more.
+    pub closing: AtomicBool,
 }
 
 impl Consumer {
     /// Takes the credit for one delivery, or marks the consumer starved.
     pub fn try_reserve(&self) -> bool {
+        if self.closing.load(Ordering::Acquire) {
+            return false;
+        }
         if !self.in_transit.try_take() {
             self.starved.store(true, Ordering::Release);
             return false;
@@ -173,6 +178,7 @@ mod tests {
             gate,
             in_transit: Credit::new(TRANSIT_WINDOW),
             starved: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 

@@ -117,6 +117,7 @@ pub fn recover(
         }
         total += count;
         queue.recover(refilled, next_seq);
+        queue.arm_timers();
     }
     for r in &recovered.bindings {
         if let Err(e) = vhost(&r.vhost).restore_binding(r) {

@@ -241,6 +241,7 @@ impl Connection {
             gate: channel.gate.clone(),
             in_transit: Credit::new(TRANSIT_WINDOW),
             starved: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         // Deliveries reach the client through the mailbox, after this reply is written.
         queue.add_consumer(consumer.clone())?;

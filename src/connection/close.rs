@@ -97,10 +97,17 @@ impl Connection {
             }
         }
         unacked.sort_by_key(|u| u.tag);
+        // The unacked go back before the consumers go, so a successor (single active
+        // consumer) gets them first; meanwhile the closing consumers take nothing.
+        for c in &consumers {
+            c.consumer
+                .closing
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        requeue_all(unacked);
         for c in consumers {
             self.release_consumer(channel_id, c.consumer.tag.as_str(), &c.queue);
         }
-        requeue_all(unacked);
     }
 
     pub(super) fn release_consumer(&mut self, channel_id: u16, tag: &str, queue: &Arc<Queue>) {

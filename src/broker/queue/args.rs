@@ -2,6 +2,7 @@
 //! and checked once at declaration, with RabbitMQ's error texts, into the settings a queue
 //! runs with.
 
+use crate::broker::field_types::name as type_name;
 use crate::error::{AmqpError, AmqpResult};
 use warren_amqp::{AMQPValue, FieldTable};
 
@@ -41,30 +42,6 @@ pub struct Dedup {
     pub cache_size: Option<u64>,
     /// `x-cache-ttl`: how long a key is remembered, in milliseconds.
     pub cache_ttl: Option<u64>,
-}
-
-/// RabbitMQ's name for a field's type, as its error texts print it.
-pub fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
 }
 
 pub fn integer(v: &AMQPValue) -> Option<i64> {

@@ -330,6 +330,7 @@ impl Queue {
         }
         state.lanes[index].loaded(entries);
         self.dispatch_locked(&mut state);
+        self.arm_locked(&mut state);
     }
 
     /// Refills a durable queue at start: per lane, the entries read into memory and the part
@@ -423,10 +424,16 @@ impl Queue {
                 self.name, self.vhost
             )));
         }
-        // Highest priority first; registration order within a priority.
-        let at = state
-            .consumers
-            .partition_point(|c| c.priority >= consumer.priority);
+        // Highest priority first; registration order within a priority. A single active
+        // consumer stays active whatever comes later (RabbitMQ 3.10), so there order is
+        // registration only.
+        let at = if self.args.single_active_consumer {
+            state.consumers.len()
+        } else {
+            state
+                .consumers
+                .partition_point(|c| c.priority >= consumer.priority)
+        };
         state.consumers.insert(at, consumer);
         state.last_used = Instant::now();
         if at < state.next_consumer {
@@ -473,6 +480,7 @@ impl Queue {
             {
                 let mut state = self.state();
                 state.last_used = Instant::now();
+                self.schedule_unused(&mut state);
                 if let Some(entry) = self.pop_live(&mut state) {
                     if ack {
                         state.unacked += 1;
@@ -654,8 +662,18 @@ impl QueueState {
     }
 
     /// The next message in memory: from the highest-priority lane that has one.
+    /// A higher lane whose messages are all still on disk blocks the lower ones until they
+    /// are read back, so priority order holds beyond the in-memory window.
     fn pop(&mut self) -> Option<QueueEntry> {
-        self.lanes.iter_mut().rev().find_map(|l| l.head.pop_front())
+        for lane in self.lanes.iter_mut().rev() {
+            if let Some(entry) = lane.head.pop_front() {
+                return Some(entry);
+            }
+            if lane.tail.count > 0 {
+                return None;
+            }
+        }
+        None
     }
 
     /// The consumer that gets the next message: among the highest-priority consumers with

@@ -133,19 +133,10 @@ impl Queue {
             }
         }
         self.expire_due(&mut state, now_ms());
-        self.schedule_unused(&mut state);
-        let next = state
-            .lanes
-            .iter()
-            .flat_map(|l| l.head.iter())
-            .filter(|e| e.expires != 0)
-            .map(|e| e.expires)
-            .min();
-        if let Some(at) = next {
-            self.schedule_ms(&mut state, at);
-        }
-        // Expired messages may have been what blocked consumers' credit.
+        // Expired messages may have been what blocked consumers' credit; dispatching also
+        // asks for the next batch from disk, whose expiries are armed when it arrives.
         self.dispatch_locked(&mut state);
+        self.arm_locked(&mut state);
         TimerOutcome::Idle
     }
 
@@ -177,7 +168,28 @@ impl Queue {
         });
     }
 
-    /// A redeclaration counts as use for `x-expires`.
+    /// Asks for the wake-ups the queue's current state needs: its `x-expires` lease and the
+    /// earliest expiry among its in-memory messages (after creation, recovery, reads from disk).
+    pub fn arm_timers(self: &Arc<Self>) {
+        let mut state = self.state();
+        self.arm_locked(&mut state);
+    }
+
+    pub(super) fn arm_locked(self: &Arc<Self>, state: &mut QueueState) {
+        self.schedule_unused(state);
+        let next = state
+            .lanes
+            .iter()
+            .flat_map(|l| l.head.iter())
+            .filter(|e| e.expires != 0)
+            .map(|e| e.expires)
+            .min();
+        if let Some(at) = next {
+            self.schedule_ms(state, at);
+        }
+    }
+
+    /// A redeclaration (or passive declaration) counts as use for `x-expires`.
     pub fn touch(self: &Arc<Self>) {
         let mut state = self.state();
         state.last_used = Instant::now();

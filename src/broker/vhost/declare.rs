@@ -161,7 +161,9 @@ impl VHost {
             )));
         }
         if spec.passive {
-            return self.queue_for(&spec.name, connection);
+            let q = self.queue_for(&spec.name, connection)?;
+            q.touch();
+            return Ok(q);
         }
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
@@ -198,7 +200,9 @@ impl VHost {
                     }));
                 }
                 q = q.with_storage(self.store.clone(), id, self.queue_window);
-                return Ok(v.insert(Arc::new(q)).clone());
+                let q = v.insert(Arc::new(q)).clone();
+                q.arm_timers();
+                return Ok(q);
             }
         };
         queue.check_access(connection)?;
