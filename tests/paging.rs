@@ -1,5 +1,6 @@
 //! Backlogs beyond a queue's in-memory window wait on disk and come back in order.
-//! The window is set to a handful of messages so every test crosses it many times.
+//! The window is set to a handful of messages so every test crosses it many times, and the
+//! memory allowance to nothing so transient messages page as well as persistent ones.
 
 mod common;
 
@@ -11,8 +12,14 @@ use lapin::{BasicProperties, Channel};
 
 const WINDOW: usize = 8;
 
+/// A window of a few messages, and no memory allowance, so transient messages page too.
+fn paging(c: &mut warren::Config) {
+    c.queue_window = WINDOW;
+    c.paging_watermark = 0;
+}
+
 async fn small_window_broker() -> TestBroker {
-    TestBroker::start_with(|c| c.queue_window = WINDOW).await
+    TestBroker::start_with(paging).await
 }
 
 async fn publish_numbered(
@@ -186,7 +193,7 @@ async fn purge_drops_the_paged_tail_too() {
 async fn a_persistent_backlog_beyond_the_window_survives_a_restart_in_order() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let broker = TestBroker::start_in_with(dir.path(), |c| c.queue_window = WINDOW).await;
+        let broker = TestBroker::start_in_with(dir.path(), paging).await;
         let (conn, ch) = confirming_channel(&broker).await;
         let durable = QueueDeclareOptions {
             durable: true,
@@ -203,7 +210,7 @@ async fn a_persistent_backlog_beyond_the_window_survives_a_restart_in_order() {
         conn.close(200, "bye".into()).await.unwrap();
         broker.server.stop().await.unwrap();
     }
-    let broker = TestBroker::start_in_with(dir.path(), |c| c.queue_window = WINDOW).await;
+    let broker = TestBroker::start_in_with(dir.path(), paging).await;
     let (_c, ch) = confirming_channel(&broker).await;
     assert_eq!(queue_counts(&ch, "kept").await, (195, 0));
     assert_eq!(consume(&ch, "kept", 195).await, numbered(5..200));
@@ -263,4 +270,15 @@ async fn many_consumers_share_a_paged_backlog_without_loss_or_duplicates() {
     }
     seen.sort_by_key(|s| s[1..].parse::<u32>().unwrap());
     assert_eq!(seen, numbered(0..400));
+}
+
+#[tokio::test]
+async fn below_the_memory_watermark_transient_messages_stay_in_memory_past_the_window() {
+    // Same backlog, default watermark: nothing needs to go to disk, and order still holds.
+    let broker = TestBroker::start_with(|c| c.queue_window = WINDOW).await;
+    let (_c, ch) = confirming_channel(&broker).await;
+    declare_queue(&ch, "roomy").await;
+    publish_numbered(&ch, "roomy", 0..300, false).await;
+    assert_eq!(queue_counts(&ch, "roomy").await.0, 300);
+    assert_eq!(consume(&ch, "roomy", 300).await, numbered(0..300));
 }

@@ -580,7 +580,11 @@ async fn an_invalid_expiration_closes_the_channel_with_406() {
 
 #[tokio::test]
 async fn expiry_dead_letters_a_backlog_beyond_the_in_memory_window() {
-    let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
+    let broker = TestBroker::start_with(|c| {
+        c.queue_window = 8;
+        c.paging_watermark = 0;
+    })
+    .await;
     let (conn, ch) = confirming(&broker).await;
     declare(&ch, "dead", FieldTable::default()).await;
     let mut dead = watch(&conn, "dead").await;
@@ -1243,7 +1247,11 @@ fn interleaved_priorities() -> (Vec<(String, u8)>, Vec<String>) {
 
 #[tokio::test]
 async fn priority_order_holds_for_a_consumer_beyond_the_in_memory_window() {
-    let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
+    let broker = TestBroker::start_with(|c| {
+        c.queue_window = 8;
+        c.paging_watermark = 0;
+    })
+    .await;
     let (conn, ch) = confirming(&broker).await;
     declare(&ch, "prio", table(&[("x-max-priority", int(3))])).await;
     let (published, expected) = interleaved_priorities();
@@ -1256,7 +1264,11 @@ async fn priority_order_holds_for_a_consumer_beyond_the_in_memory_window() {
 
 #[tokio::test]
 async fn priority_order_holds_for_basic_get_beyond_the_in_memory_window() {
-    let broker = TestBroker::start_with(|c| c.queue_window = 8).await;
+    let broker = TestBroker::start_with(|c| {
+        c.queue_window = 8;
+        c.paging_watermark = 0;
+    })
+    .await;
     let (_conn, ch) = confirming(&broker).await;
     declare(&ch, "prio", table(&[("x-max-priority", int(3))])).await;
     let (published, expected) = interleaved_priorities();

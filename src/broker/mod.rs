@@ -8,6 +8,7 @@ pub mod delayed;
 pub mod delivery;
 pub mod exchange;
 pub mod field_types;
+pub mod memory;
 pub mod message;
 pub mod queue;
 mod recovery;
@@ -54,9 +55,11 @@ impl Broker {
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let (dead_letters, dead_letter_rx) = mpsc::unbounded_channel();
         let (timers, timer_rx) = mpsc::unbounded_channel();
+        let memory = Arc::new(memory::MemoryGauge::new(config.paging_watermark));
         let hooks = QueueHooks {
             dead_letters,
             timers,
+            memory,
         };
         let (vhosts, store, recovered_held) = recovery::recover(store, config.queue_window, hooks)?;
         let (held, held_rx) = mpsc::unbounded_channel();

@@ -3,16 +3,27 @@
 //!
 //! Messages go to disk once the in-memory head holds `window` of them (or once anything is on
 //! disk, so order is kept); they come back in batches as the head drains. Everything in memory
-//! comes before everything on disk, so a lane is always `head ++ tail`.
+//! comes before everything on disk, so a lane is always `head ++ tail`. Every change to the
+//! head goes through the lane's methods, which keep the broker's memory gauge true.
 
+use crate::broker::memory::MemoryGauge;
 use crate::broker::message::QueueEntry;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Lane {
     /// Ready entries in memory, in sequence order.
-    pub head: VecDeque<QueueEntry>,
+    head: VecDeque<QueueEntry>,
     pub tail: Tail,
+    /// Counts what the head holds, broker-wide (absent in tests of a bare queue).
+    gauge: Option<Arc<MemoryGauge>>,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.take_head();
+    }
 }
 
 /// The part of a lane that is only on disk.
@@ -29,13 +40,90 @@ pub struct Tail {
 }
 
 impl Lane {
+    pub fn with_gauge(gauge: Option<Arc<MemoryGauge>>) -> Self {
+        Self {
+            head: VecDeque::new(),
+            tail: Tail::default(),
+            gauge,
+        }
+    }
+
+    pub fn set_gauge(&mut self, gauge: Arc<MemoryGauge>) {
+        for e in &self.head {
+            gauge.add(e);
+        }
+        self.gauge = Some(gauge);
+    }
+
+    fn counted(&self, entry: &QueueEntry) {
+        if let Some(g) = &self.gauge {
+            g.add(entry);
+        }
+    }
+
+    fn uncounted(&self, entry: &QueueEntry) {
+        if let Some(g) = &self.gauge {
+            g.sub(entry);
+        }
+    }
+
+    pub fn head(&self) -> impl Iterator<Item = &QueueEntry> {
+        self.head.iter()
+    }
+
+    pub fn push_back(&mut self, entry: QueueEntry) {
+        self.counted(&entry);
+        self.head.push_back(entry);
+    }
+
+    pub fn push_front(&mut self, entry: QueueEntry) {
+        self.counted(&entry);
+        self.head.push_front(entry);
+    }
+
+    pub fn pop_front(&mut self) -> Option<QueueEntry> {
+        let entry = self.head.pop_front()?;
+        self.uncounted(&entry);
+        Some(entry)
+    }
+
+    /// Empties the head.
+    pub fn take_head(&mut self) -> VecDeque<QueueEntry> {
+        let head = std::mem::take(&mut self.head);
+        head.iter().for_each(|e| self.uncounted(e));
+        head
+    }
+
+    /// Replaces the head (recovery).
+    pub fn set_head(&mut self, head: Vec<QueueEntry>) {
+        self.take_head();
+        head.iter().for_each(|e| self.counted(e));
+        self.head = head.into();
+    }
+
+    /// Takes the entries that have expired by `now`, wherever they are in the head.
+    pub fn take_expired(&mut self, now: u64) -> Vec<QueueEntry> {
+        if !self.head.iter().any(|e| e.expired(now)) {
+            return Vec::new();
+        }
+        let (expired, live): (Vec<_>, Vec<_>) = self.head.drain(..).partition(|e| e.expired(now));
+        self.head = live.into();
+        expired.iter().for_each(|e| self.uncounted(e));
+        expired
+    }
+
     pub fn len(&self) -> u64 {
         self.head.len() as u64 + self.tail.count
     }
 
-    /// Whether a new entry must go to disk to keep the lane's order and memory bound.
-    pub fn must_page(&self, window: usize) -> bool {
-        self.tail.count > 0 || self.head.len() >= window
+    /// Whether a new entry must go to disk to keep the lane's order (something is on disk
+    /// already), or may go there to keep memory bounded (the window is full).
+    pub fn must_page(&self) -> bool {
+        self.tail.count > 0
+    }
+
+    pub fn window_full(&self, window: usize) -> bool {
+        self.head.len() >= window
     }
 
     /// Records an entry written to disk instead of kept in memory.
@@ -53,6 +141,7 @@ impl Lane {
 
     /// Inserts an entry back where its sequence number belongs (requeues come back here).
     pub fn insert_sorted(&mut self, entry: QueueEntry) {
+        self.counted(&entry);
         let at = self.head.partition_point(|e| e.seq < entry.seq);
         self.head.insert(at, entry);
     }
@@ -63,6 +152,7 @@ impl Lane {
         if let Some(last) = entries.last() {
             self.tail.start = last.seq + 1;
         }
+        entries.iter().for_each(|e| self.counted(e));
         self.head.extend(entries);
         // An empty read means the disk holds less than counted: believe the disk.
         self.tail.count = if n == 0 {
@@ -109,15 +199,15 @@ mod tests {
     fn pages_past_the_window_and_keeps_order() {
         let mut lane = Lane::default();
         for seq in 0..3 {
-            assert!(!lane.must_page(3));
-            lane.head.push_back(entry(seq));
+            assert!(!lane.window_full(3));
+            lane.push_back(entry(seq));
         }
-        assert!(lane.must_page(3));
+        assert!(lane.window_full(3));
         lane.paged(3);
         lane.paged(4);
         assert_eq!(lane.len(), 5);
-        lane.head.pop_front();
-        lane.head.pop_front();
+        lane.pop_front();
+        lane.pop_front();
         assert!(lane.wants_load(3));
         lane.tail.loading = true;
         assert!(!lane.wants_load(3));
@@ -125,13 +215,13 @@ mod tests {
         let seqs: Vec<u64> = lane.head.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2, 3, 4]);
         assert_eq!(lane.tail.count, 0);
-        assert!(!lane.must_page(4));
+        assert!(!lane.must_page());
     }
 
     #[test]
     fn requeued_entries_go_back_in_order_and_discard_bumps_the_generation() {
         let mut lane = Lane::default();
-        lane.head.push_back(entry(5));
+        lane.push_back(entry(5));
         lane.insert_sorted(entry(2));
         assert_eq!(lane.head.front().map(|e| e.seq), Some(2));
         lane.paged(9);

@@ -20,6 +20,7 @@ pub use policy::TimerOutcome;
 
 use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
 use super::dead_letter::{DeadLetterSink, Reason};
+use super::memory::MemoryGauge;
 use super::message::{now_ms, Message, QueueEntry};
 use super::timers::TimerSink;
 use crate::error::{AmqpError, AmqpResult};
@@ -56,6 +57,8 @@ pub struct Queue {
 pub struct QueueHooks {
     pub dead_letters: DeadLetterSink,
     pub timers: TimerSink,
+    /// Memory held by queued messages, broker-wide.
+    pub memory: Arc<MemoryGauge>,
 }
 
 /// What a publish did to a queue.
@@ -150,15 +153,30 @@ impl Queue {
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .lanes
-            .resize_with(lanes, Lane::default);
+            .resize_with(lanes, || {
+                Lane::with_gauge(self.hooks.as_ref().map(|h| h.memory.clone()))
+            });
         self.args = args;
         self
     }
 
     /// Connects the queue to the broker's dead-letter and timer services.
     pub fn with_hooks(mut self, hooks: QueueHooks) -> Self {
+        for lane in &mut self
+            .state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .lanes
+        {
+            lane.set_gauge(hooks.memory.clone());
+        }
         self.hooks = Some(hooks);
         self
+    }
+
+    /// Whether queued messages hold so much memory that transient ones should go to disk.
+    fn memory_pressure(&self) -> bool {
+        self.hooks.as_ref().is_some_and(|h| h.memory.over())
     }
 
     /// Lets the queue page to `store` under `id` (and, if durable, record persistent messages).
@@ -340,7 +358,7 @@ impl Queue {
         state.next_seq = next_seq;
         for (i, (head, start, count)) in lanes.into_iter().enumerate() {
             if let Some(lane) = state.lanes.get_mut(i) {
-                lane.head = head.into();
+                lane.set_head(head);
                 lane.tail.start = start;
                 lane.tail.count = count;
             }
@@ -398,9 +416,16 @@ impl Queue {
         state.ready_bytes += entry.message.size() as u64;
         let expires = entry.expires;
         let lane = &state.lanes[usize::from(entry.lane)];
-        match &self.storage {
-            Some(s) if lane.must_page(s.window) => self.page_out(&mut state, entry),
-            _ => state.lanes[usize::from(entry.lane)].head.push_back(entry),
+        // Past the window, a message already on disk leaves memory for free; a transient one
+        // is written out only under memory pressure (or to keep the lane's order).
+        let page = self.storage.as_ref().is_some_and(|s| {
+            lane.must_page()
+                || (lane.window_full(s.window) && (entry.disk != 0 || self.memory_pressure()))
+        });
+        if page {
+            self.page_out(&mut state, entry);
+        } else {
+            state.lanes[usize::from(entry.lane)].push_back(entry);
         }
         self.enforce_max_length(&mut state);
         if expires != 0 {
@@ -565,7 +590,7 @@ impl Queue {
             let Some(consumer) = state.next_ready_consumer(self.args.single_active_consumer) else {
                 // Nobody can take it now: it goes back to the front of its lane.
                 state.ready_bytes += entry.message.size() as u64;
-                state.lanes[usize::from(entry.lane)].head.push_front(entry);
+                state.lanes[usize::from(entry.lane)].push_front(entry);
                 break;
             };
             self.send(state, consumer, entry);
@@ -601,7 +626,7 @@ impl Queue {
         let n = state.len() as u32;
         state.ready_bytes = 0;
         for i in 0..state.lanes.len() {
-            for entry in std::mem::take(&mut state.lanes[i].head) {
+            for entry in state.lanes[i].take_head() {
                 self.forget(&entry, false);
             }
             if let (Some(from), Some(s)) = (state.lanes[i].discard_tail(), &self.storage) {
@@ -628,7 +653,7 @@ impl Queue {
             s.store.drop_entries(s.id, None, 0);
         }
         for lane in &mut state.lanes {
-            lane.head.clear();
+            lane.take_head();
             lane.discard_tail();
         }
         (n, std::mem::take(&mut state.consumers))
@@ -666,7 +691,7 @@ impl QueueState {
     /// are read back, so priority order holds beyond the in-memory window.
     fn pop(&mut self) -> Option<QueueEntry> {
         for lane in self.lanes.iter_mut().rev() {
-            if let Some(entry) = lane.head.pop_front() {
+            if let Some(entry) = lane.pop_front() {
                 return Some(entry);
             }
             if lane.tail.count > 0 {

@@ -102,19 +102,16 @@ impl Queue {
 
     /// Expires every in-memory entry whose time has come, wherever it is in the queue.
     fn expire_due(&self, state: &mut QueueState, now: u64) {
-        for lane in &mut state.lanes {
-            if !lane.head.iter().any(|e| e.expired(now)) {
-                continue;
-            }
-            let (expired, live): (Vec<_>, Vec<_>) =
-                lane.head.drain(..).partition(|e| e.expired(now));
-            lane.head = live.into();
-            for entry in expired {
-                state.ready_bytes = state
-                    .ready_bytes
-                    .saturating_sub(entry.message.size() as u64);
-                self.expire(entry);
-            }
+        let expired: Vec<QueueEntry> = state
+            .lanes
+            .iter_mut()
+            .flat_map(|l| l.take_expired(now))
+            .collect();
+        for entry in expired {
+            state.ready_bytes = state
+                .ready_bytes
+                .saturating_sub(entry.message.size() as u64);
+            self.expire(entry);
         }
     }
 
@@ -180,7 +177,7 @@ impl Queue {
         let next = state
             .lanes
             .iter()
-            .flat_map(|l| l.head.iter())
+            .flat_map(|l| l.head())
             .filter(|e| e.expires != 0)
             .map(|e| e.expires)
             .min();
