@@ -15,7 +15,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use warren_amqp::protocol::{basic as b, confirm as cf, tx};
+use warren_amqp::protocol::basic as b;
 use warren_amqp::{encode, reply, AMQPClass, Content, ShortString};
 
 /// A basic.publish that passed its checks, routed now or at tx.commit.
@@ -106,7 +106,7 @@ impl Connection {
 
     /// Routes a message to its queues, or returns it to a mandatory publisher. Says whether
     /// the message went to the store and whether a queue refused it.
-    fn route(&mut self, channel_id: u16, p: Publication) -> Enqueued {
+    pub(super) fn route(&mut self, channel_id: u16, p: Publication) -> Enqueued {
         let Publication {
             exchange,
             exchange_name,
@@ -198,15 +198,6 @@ impl Connection {
             self.send_replies(reply.routing_key.as_str(), &extra_keys, &reply);
         }
         enqueue(&self.broker.store, message, &mut self.routed)
-    }
-
-    /// Writes the publisher confirms decided since the last flush, one (multiple) ack per channel.
-    pub(super) fn flush_confirms(&mut self) {
-        for (id, channel) in self.channels.iter_mut() {
-            if let Some(confirms) = &mut channel.confirms {
-                confirms.flush(&mut self.io.output, *id);
-            }
-        }
     }
 
     pub(super) fn basic_consume(&mut self, channel_id: u16, m: b::Consume) -> AmqpResult<()> {
@@ -350,7 +341,12 @@ impl Connection {
     }
 
     /// Finishes deliveries: acked (`requeue` None), rejected and dropped, or requeued.
-    fn settle(&mut self, channel_id: u16, deliveries: Vec<Unacked>, requeue: Option<bool>) {
+    pub(super) fn settle(
+        &mut self,
+        channel_id: u16,
+        deliveries: Vec<Unacked>,
+        requeue: Option<bool>,
+    ) {
         if requeue == Some(true) {
             requeue_all(deliveries);
         } else {
@@ -369,7 +365,7 @@ impl Connection {
     }
 
     /// Asks queues to deliver again to this channel's consumers that ran out of credit.
-    fn kick_starved(&mut self, channel_id: u16) {
+    pub(super) fn kick_starved(&mut self, channel_id: u16) {
         let Some(channel) = self.channels.get(&channel_id) else {
             return;
         };
@@ -421,100 +417,6 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) fn confirm_select(&mut self, channel_id: u16, nowait: bool) -> AmqpResult<()> {
-        let channel = self.channel(channel_id)?;
-        if channel.tx.is_some() {
-            return Err(AmqpError::precondition_failed(
-                "cannot switch from tx to confirm mode",
-            ));
-        }
-        channel.confirms.get_or_insert_with(Confirms::new);
-        self.reply(
-            channel_id,
-            nowait,
-            AMQPClass::Confirm(cf::AMQPMethod::SelectOk(cf::SelectOk {})),
-        );
-        Ok(())
-    }
-
-    pub(super) fn tx_select(&mut self, channel_id: u16) -> AmqpResult<()> {
-        let channel = self.channel(channel_id)?;
-        if channel.confirms.is_some() {
-            return Err(AmqpError::precondition_failed(
-                "cannot switch from confirm to tx mode",
-            ));
-        }
-        channel.tx.get_or_insert_with(Vec::new);
-        self.io.send(
-            channel_id,
-            &AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
-        );
-        Ok(())
-    }
-
-    pub(super) fn tx_commit(&mut self, channel_id: u16) -> AmqpResult<()> {
-        let ops = self.take_tx(channel_id)?;
-        let mut stored = false;
-        for op in ops {
-            match op {
-                TxOp::Publish(p) => stored |= self.route(channel_id, *p).stored,
-                TxOp::Settle {
-                    deliveries,
-                    requeue,
-                } => self.settle(channel_id, deliveries, requeue),
-            }
-        }
-        if stored {
-            // commit-ok waits until the transaction's persistent messages are on disk.
-            let mailbox = self.mailbox.clone();
-            self.broker.store.barrier(Durable::Event(
-                mailbox,
-                ConnectionEvent::TxDurable {
-                    channel: channel_id,
-                },
-            ));
-        } else {
-            self.send_commit_ok(channel_id);
-        }
-        Ok(())
-    }
-
-    fn send_commit_ok(&mut self, channel_id: u16) {
-        self.io.send(
-            channel_id,
-            &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-        );
-    }
-
-    pub(super) fn tx_rollback(&mut self, channel_id: u16) -> AmqpResult<()> {
-        let ops = self.take_tx(channel_id)?;
-        let channel = self.channel(channel_id)?;
-        // Acks inside the rolled-back transaction never happened: the deliveries are unacked again.
-        for op in ops {
-            if let TxOp::Settle { deliveries, .. } = op {
-                for d in deliveries {
-                    let at = channel.unacked.partition_point(|u| u.tag < d.tag);
-                    channel.unacked.insert(at, d);
-                }
-            }
-        }
-        self.io.send(
-            channel_id,
-            &AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
-        );
-        Ok(())
-    }
-
-    fn take_tx(&mut self, channel_id: u16) -> AmqpResult<Vec<TxOp>> {
-        let channel = self.channel(channel_id)?;
-        match &mut channel.tx {
-            Some(ops) => Ok(std::mem::take(ops)),
-            None => Err(AmqpError::precondition_failed(
-                "channel is not transactional",
-            )),
-        }
-    }
-
     /// Something a queue (or the broker) sent this connection.
     pub(super) fn on_event(&mut self, event: ConnectionEvent) {
         match event {
@@ -560,7 +462,7 @@ impl Connection {
         }
     }
 
-    fn deliver(
+    pub(super) fn deliver(
         &mut self,
         queue: Arc<Queue>,
         consumer: Arc<Consumer>,

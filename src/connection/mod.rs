@@ -12,6 +12,7 @@ mod handshake;
 mod queue;
 mod reply_to;
 mod rewrite;
+mod tx;
 
 use crate::broker::consumer::{ConnectionEvent, ConnectionId};
 use crate::broker::queue::Queue;

@@ -11,8 +11,10 @@
 //! removal of it.
 
 mod args;
+mod consumers;
 mod dedup;
 mod lane;
+mod paging;
 mod policy;
 
 pub use args::{consumer_priority, integer, Overflow, QueueArgs};
@@ -24,11 +26,10 @@ use super::memory::MemoryGauge;
 use super::message::{now_ms, Message, QueueEntry};
 use super::timers::TimerSink;
 use crate::error::{AmqpError, AmqpResult};
-use crate::store::{EntryKey, EntryRecord, LoadedEntry, StoreError, StoreHandle, StoreOp};
+use crate::store::{EntryRecord, StoreHandle, StoreOp};
 use lane::Lane;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
-use tracing::error;
 use warren_amqp::{FieldTable, ShortString};
 
 /// Entries read back from disk per request.
@@ -218,153 +219,6 @@ impl Queue {
         ))
     }
 
-    fn key(&self, entry: &QueueEntry) -> Option<(&Storage, EntryKey)> {
-        let s = self.storage.as_ref()?;
-        Some((
-            s,
-            EntryKey {
-                queue: s.id,
-                lane: entry.lane,
-                seq: entry.seq,
-            },
-        ))
-    }
-
-    /// Records that a delivered persistent entry comes back redelivered after a crash.
-    fn mark_delivered(&self, entry: &QueueEntry) {
-        if entry.disk == 0 || entry.redelivered || !self.durable || !entry.message.persistent {
-            return;
-        }
-        if let Some((s, key)) = self.key(entry) {
-            let record = EntryRecord {
-                message: entry.disk,
-                redelivered: true,
-                transient: false,
-                expires: entry.expires,
-            };
-            s.store.submit(StoreOp::PutEntry { key, record });
-        }
-    }
-
-    /// An entry leaves the queue for good: its record goes, and its message's record with the
-    /// last holder. After a delete the queue's records are already gone.
-    fn forget(&self, entry: &QueueEntry, queue_gone: bool) {
-        if entry.disk == 0 || queue_gone {
-            return;
-        }
-        if let Some((s, key)) = self.key(entry) {
-            s.store.submit(StoreOp::RemoveEntry { key });
-            s.store.release_message(entry.disk);
-        }
-    }
-
-    /// Writes an entry to disk instead of keeping it in memory.
-    fn page_out(&self, state: &mut QueueState, mut entry: QueueEntry) {
-        let Some((s, key)) = self.key(&entry) else {
-            return;
-        };
-        if entry.disk == 0 {
-            // Not stored yet (transient, or this queue is not durable): a copy of its own,
-            // thrown away at the next start.
-            entry.disk = s.store.next_message_id();
-            s.store.submit(StoreOp::PutMessage {
-                id: entry.disk,
-                message: entry.message.clone(),
-            });
-            let record = EntryRecord {
-                message: entry.disk,
-                redelivered: entry.redelivered,
-                transient: true,
-                expires: entry.expires,
-            };
-            s.store.submit(StoreOp::PutEntry { key, record });
-        }
-        state.lanes[usize::from(entry.lane)].paged(entry.seq);
-    }
-
-    /// Asks the store for the next batch of every lane whose in-memory head runs low.
-    fn request_loads(self: &Arc<Self>, state: &mut QueueState) {
-        let Some(s) = &self.storage else { return };
-        for (i, lane) in state.lanes.iter_mut().enumerate() {
-            if !lane.wants_load(s.window) {
-                continue;
-            }
-            lane.tail.loading = true;
-            let (queue, generation, index) = (Arc::downgrade(self), lane.tail.generation, i as u8);
-            let max = LOAD_BATCH.min(s.window);
-            s.store.load(
-                s.id,
-                index,
-                lane.tail.start,
-                max,
-                Box::new(move |result| {
-                    if let Some(q) = queue.upgrade() {
-                        q.on_loaded(index, generation, result);
-                    }
-                }),
-            );
-        }
-    }
-
-    /// A batch read back from disk (runs on the store thread).
-    fn on_loaded(
-        self: &Arc<Self>,
-        lane: u8,
-        generation: u64,
-        result: Result<Vec<LoadedEntry>, StoreError>,
-    ) {
-        let mut state = self.state();
-        let index = usize::from(lane);
-        if state.deleted || state.lanes[index].tail.generation != generation {
-            return;
-        }
-        let loaded = match result {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                error!(
-                    "queue '{}': reading messages back from disk failed: {e}",
-                    self.name
-                );
-                state.lanes[index].tail.loading = false;
-                return;
-            }
-        };
-        let mut entries = Vec::with_capacity(loaded.len());
-        for (key, record, message) in loaded {
-            match message {
-                Some(m) => entries.push(QueueEntry {
-                    seq: key.seq,
-                    message: Arc::new(m.with_store_id(record.message)),
-                    redelivered: record.redelivered,
-                    lane,
-                    disk: record.message,
-                    expires: record.expires,
-                }),
-                None => error!(
-                    "queue '{}': message {} of entry {} is missing from disk; dropped",
-                    self.name, record.message, key.seq
-                ),
-            }
-        }
-        state.lanes[index].loaded(entries);
-        self.dispatch_locked(&mut state);
-        self.arm_locked(&mut state);
-    }
-
-    /// Refills a durable queue at start: per lane, the entries read into memory and the part
-    /// left on disk (first sequence and count).
-    pub fn recover(&self, lanes: Vec<(Vec<QueueEntry>, u64, u64)>, next_seq: u64) {
-        let mut state = self.state();
-        state.next_seq = next_seq;
-        for (i, (head, start, count)) in lanes.into_iter().enumerate() {
-            if let Some(lane) = state.lanes.get_mut(i) {
-                lane.set_head(head);
-                lane.tail.start = start;
-                lane.tail.count = count;
-            }
-        }
-    }
-
     /// Enqueues a routed message and hands it to a consumer if one has credit.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
         let mut state = self.state();
@@ -432,70 +286,6 @@ impl Queue {
             self.schedule_ms(&mut state, expires);
         }
         PublishOutcome::Accepted
-    }
-
-    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
-        let mut state = self.state();
-        if state.deleted {
-            return Err(AmqpError::not_found(format!(
-                "no queue '{}' in vhost '{}'",
-                self.name, self.vhost
-            )));
-        }
-        let exclusive_taken = state.consumers.iter().any(|c| c.exclusive);
-        if exclusive_taken || (consumer.exclusive && !state.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
-                self.name, self.vhost
-            )));
-        }
-        // Highest priority first; registration order within a priority. A single active
-        // consumer stays active whatever comes later (RabbitMQ 3.10), so there order is
-        // registration only.
-        let at = if self.args.single_active_consumer {
-            state.consumers.len()
-        } else {
-            state
-                .consumers
-                .partition_point(|c| c.priority >= consumer.priority)
-        };
-        state.consumers.insert(at, consumer);
-        state.last_used = Instant::now();
-        if at < state.next_consumer {
-            state.next_consumer += 1;
-        }
-        self.dispatch_locked(&mut state);
-        Ok(())
-    }
-    pub fn remove_consumer(
-        self: &Arc<Self>,
-        connection: ConnectionId,
-        channel: u16,
-        tag: &str,
-    ) -> ConsumerRemoval {
-        let mut state = self.state();
-        let before = state.consumers.len();
-        state.consumers.retain(|c| {
-            !(c.connection == connection && c.channel == channel && c.tag.as_str() == tag)
-        });
-        if state.consumers.len() == before {
-            return ConsumerRemoval::NotFound;
-        }
-        if state.next_consumer >= state.consumers.len() {
-            state.next_consumer = 0;
-        }
-        state.last_used = Instant::now();
-        if state.consumers.is_empty() {
-            self.schedule_unused(&mut state);
-        } else {
-            // A single active consumer's successor takes over here.
-            self.dispatch_locked(&mut state);
-        }
-        if self.auto_delete && state.consumers.is_empty() && !state.deleted {
-            ConsumerRemoval::RemovedLastOfAutoDelete
-        } else {
-            ConsumerRemoval::Removed
-        }
     }
 
     /// basic.get: the head message and how many remain. Waits for a read from disk when only
@@ -697,37 +487,6 @@ impl QueueState {
             if lane.tail.count > 0 {
                 return None;
             }
-        }
-        None
-    }
-
-    /// The consumer that gets the next message: among the highest-priority consumers with
-    /// credit, the next in round-robin order. With a single active consumer, only the first.
-    fn next_ready_consumer(&mut self, single_active: bool) -> Option<Arc<Consumer>> {
-        if single_active {
-            let first = self.consumers.first()?;
-            return first.try_reserve().then(|| first.clone());
-        }
-        let n = self.consumers.len();
-        let mut group_start = 0;
-        while group_start < n {
-            let priority = self.consumers[group_start].priority;
-            let group_end = group_start
-                + self.consumers[group_start..].partition_point(|c| c.priority == priority);
-            let len = group_end - group_start;
-            let offset = if (group_start..group_end).contains(&self.next_consumer) {
-                self.next_consumer - group_start
-            } else {
-                0
-            };
-            for i in 0..len {
-                let idx = group_start + (offset + i) % len;
-                if self.consumers[idx].try_reserve() {
-                    self.next_consumer = group_start + (idx - group_start + 1) % len;
-                    return Some(self.consumers[idx].clone());
-                }
-            }
-            group_start = group_end;
         }
         None
     }
