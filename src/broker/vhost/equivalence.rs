@@ -1,5 +1,7 @@
 //! Whether a redeclaration's arguments match the original's, with RabbitMQ's error texts.
 
+use crate::broker::field_types;
+use crate::broker::queue::integer;
 use crate::error::{AmqpError, AmqpResult};
 use warren_amqp::{AMQPValue, FieldTable};
 
@@ -47,19 +49,6 @@ pub(super) fn check_args_equivalent(
     Ok(())
 }
 
-fn integer(v: &AMQPValue) -> Option<i128> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => i128::from(*n),
-        AMQPValue::ShortShortUInt(n) => i128::from(*n),
-        AMQPValue::ShortInt(n) => i128::from(*n),
-        AMQPValue::ShortUInt(n) => i128::from(*n),
-        AMQPValue::LongInt(n) => i128::from(*n),
-        AMQPValue::LongUInt(n) => i128::from(*n),
-        AMQPValue::LongLongInt(n) => i128::from(*n),
-        _ => return None,
-    })
-}
-
 /// An argument's value as RabbitMQ prints it.
 fn arg_value(v: &AMQPValue) -> String {
     if let Some(n) = integer(v) {
@@ -75,22 +64,9 @@ fn arg_value(v: &AMQPValue) -> String {
 
 /// "the value 'V' of type 'T'", with RabbitMQ's type names.
 fn described(v: &AMQPValue) -> String {
-    let kind = match v {
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::FieldArray(_) => "array",
-        _ => "other",
-    };
-    format!("the value '{}' of type '{kind}'", arg_value(v))
+    format!(
+        "the value '{}' of type '{}'",
+        arg_value(v),
+        field_types::name(v)
+    )
 }
