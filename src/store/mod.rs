@@ -82,7 +82,7 @@ pub struct BindingRecord {
 
 /// Where one queue entry lives on disk: the queue's store id, its lane (the priority level,
 /// 0 for ordinary queues) and its sequence number, so each lane is one ordered key range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {
     pub queue: u64,
     pub lane: u8,

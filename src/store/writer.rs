@@ -292,9 +292,11 @@ impl Worker {
         if ops.is_empty() {
             return Ok(());
         }
+        let submitted = ops.len();
+        coalesce(ops);
         let result = self.store.apply(ops);
-        let before = self.pending.fetch_sub(ops.len(), Ordering::Relaxed);
-        if before > RELIEVED && before - ops.len() <= RELIEVED {
+        let before = self.pending.fetch_sub(submitted, Ordering::Relaxed);
+        if before > RELIEVED && before - submitted <= RELIEVED {
             self.relieved.notify_waiters();
         }
         ops.clear();
@@ -312,11 +314,84 @@ impl Worker {
     }
 }
 
+/// Drops writes that a later operation in the same batch undoes: an entry put (or marked
+/// delivered) and removed, a message put and removed. A message consumed and acked while its
+/// write was still waiting never reaches the disk. Removals all stay, since what they remove
+/// may have been written by an earlier batch.
+fn coalesce(ops: &mut Vec<StoreOp>) {
+    use std::collections::HashSet;
+    // A put is undone only by a removal that comes after it: walk backwards, so a key counts
+    // as removed only while the removal seen is later than the put being looked at.
+    let mut later_entry_removals = HashSet::new();
+    let mut later_message_removals = HashSet::new();
+    let mut keep = vec![true; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        match op {
+            StoreOp::RemoveEntry { key } => {
+                later_entry_removals.insert(*key);
+            }
+            StoreOp::RemoveMessage { id } => {
+                later_message_removals.insert(*id);
+            }
+            StoreOp::PutEntry { key, .. } if later_entry_removals.contains(key) => keep[i] = false,
+            StoreOp::PutMessage { id, .. } if later_message_removals.contains(id) => {
+                keep[i] = false
+            }
+            _ => {}
+        }
+    }
+    let mut flags = keep.into_iter();
+    ops.retain(|_| flags.next().unwrap_or(true));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::QueueRecord;
+
+    #[test]
+    fn writes_undone_in_the_same_batch_are_dropped() {
+        use crate::store::{EntryKey, EntryRecord};
+        let key = EntryKey {
+            queue: 1,
+            lane: 0,
+            seq: 7,
+        };
+        let record = EntryRecord {
+            message: 3,
+            redelivered: false,
+            transient: false,
+            expires: 0,
+        };
+        let mut ops = vec![
+            StoreOp::RemoveEntry { key },
+            StoreOp::PutEntry { key, record },
+            StoreOp::PutEntry {
+                key: EntryKey { seq: 8, ..key },
+                record,
+            },
+            StoreOp::RemoveEntry { key },
+            StoreOp::RemoveMessage { id: 3 },
+        ];
+        coalesce(&mut ops);
+        let kinds: Vec<String> = ops
+            .iter()
+            .map(|op| {
+                format!("{op:?}")
+                    .split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["RemoveEntry", "PutEntry", "RemoveEntry", "RemoveMessage"],
+            "only the undone put goes"
+        );
+        assert!(matches!(ops[1], StoreOp::PutEntry { key: k, .. } if k.seq == 8));
+    }
 
     #[test]
     fn barrier_completes_after_earlier_changes_are_applied() {
