@@ -2,12 +2,12 @@
 //! (`all` by default, `any`, and RabbitMQ's `all-with-x` / `any-with-x` that also compare
 //! `x-` prefixed keys). A binding value of type void matches any value of that header.
 
-use super::{Binding, BindingTable, Destination, RoutingInput};
+use super::list::ListTable;
 use warren_amqp::{AMQPValue, FieldTable};
 
-#[derive(Debug, Default)]
-pub struct HeadersTable {
-    bindings: Vec<Binding>,
+/// A headers exchange's bindings: each takes the messages whose headers match its arguments.
+pub fn table() -> ListTable {
+    ListTable::new(|binding, input| matches(&binding.arguments, input.headers))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,56 +116,6 @@ pub fn matches(arguments: &FieldTable, headers: Option<&FieldTable>) -> bool {
     match mode {
         MatchMode::All | MatchMode::AllWithX => considered.all(header_matches),
         MatchMode::Any | MatchMode::AnyWithX => considered.any(header_matches),
-    }
-}
-
-impl BindingTable for HeadersTable {
-    fn add(&mut self, binding: Binding) -> bool {
-        if self.bindings.iter().any(|b| {
-            b.same(
-                &binding.destination,
-                binding.routing_key.as_str(),
-                &binding.arguments,
-            )
-        }) {
-            return false;
-        }
-        self.bindings.push(binding);
-        true
-    }
-
-    fn remove(
-        &mut self,
-        destination: &Destination,
-        routing_key: &str,
-        arguments: &FieldTable,
-    ) -> bool {
-        let before = self.bindings.len();
-        self.bindings
-            .retain(|b| !b.same(destination, routing_key, arguments));
-        before != self.bindings.len()
-    }
-
-    fn route(&self, input: &RoutingInput<'_>, out: &mut Vec<Destination>) {
-        for b in &self.bindings {
-            if matches(&b.arguments, input.headers) {
-                out.push(b.destination.clone());
-            }
-        }
-    }
-
-    fn remove_destination(&mut self, destination: &Destination) -> usize {
-        let before = self.bindings.len();
-        self.bindings.retain(|b| &b.destination != destination);
-        before - self.bindings.len()
-    }
-
-    fn bindings(&self) -> Vec<Binding> {
-        self.bindings.clone()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.bindings.is_empty()
     }
 }
 

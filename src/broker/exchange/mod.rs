@@ -7,6 +7,7 @@ pub mod alternate;
 mod direct;
 mod fanout;
 mod headers;
+mod list;
 mod topic;
 
 use super::queue::Queue;
@@ -77,9 +78,9 @@ impl ExchangeKind {
     fn new_table(self) -> Box<dyn BindingTable> {
         match self {
             Self::Direct => Box::<direct::DirectTable>::default(),
-            Self::Fanout => Box::<fanout::FanoutTable>::default(),
+            Self::Fanout => Box::new(fanout::table()),
             Self::Topic => Box::<topic::TopicTable>::default(),
-            Self::Headers => Box::<headers::HeadersTable>::default(),
+            Self::Headers => Box::new(headers::table()),
         }
     }
 }
