@@ -16,7 +16,7 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::store::StoreHandle;
 use dashmap::DashMap;
 use std::sync::Arc;
-use tracing::warn;
+use tracing::debug;
 use warren_amqp::{FieldTable, ShortString};
 
 #[derive(Debug)]
@@ -172,7 +172,8 @@ impl VHost {
         let Some(name) = &x.alternate else { return };
         match self.exchanges.get(name.as_str()) {
             Some(ae) => scratch.push(Destination::Exchange(ae.clone())),
-            None => warn!(
+            // Logged at debug level: this happens per message, and would flood a warning log.
+            None => debug!(
                 "alternate exchange '{name}' of exchange '{}' in vhost '{}' does not exist",
                 x.name, self.name
             ),
