@@ -107,3 +107,42 @@ async fn queues_without_deduplication_keep_duplicates() {
     publish_confirmed(&ch, "plain", keyed("a")).await;
     assert_eq!(queue_counts(&ch, "plain").await.0, 2);
 }
+
+#[tokio::test]
+async fn a_retry_after_a_restart_is_still_recognised_for_messages_that_were_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut args = FieldTable::default();
+    args.insert("x-message-deduplication".into(), AMQPValue::Boolean(true));
+    {
+        let broker = TestBroker::start_in(dir.path()).await;
+        let (conn, ch) = broker.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("kept".into(), durable, args.clone())
+            .await
+            .unwrap();
+        publish_confirmed(&ch, "kept", keyed("order-1").with_delivery_mode(2)).await;
+        conn.close(200, "bye".into()).await.unwrap();
+        broker.server.stop().await.unwrap();
+    }
+    let broker = TestBroker::start_in(dir.path()).await;
+    let (_c, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch.queue_declare("kept".into(), durable, args)
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "kept", keyed("order-1").with_delivery_mode(2)).await;
+    publish_confirmed(&ch, "kept", keyed("order-2").with_delivery_mode(2)).await;
+    assert_eq!(
+        queue_counts(&ch, "kept").await.0,
+        2,
+        "the retried order-1 was dropped"
+    );
+}

@@ -38,18 +38,38 @@ fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Engine(e.to_string()))
 }
 
+/// How long to wait for the store's file lock: sled's background flusher can hold it briefly
+/// after the previous instance closed (an in-process restart), and another broker holding it
+/// for longer means this one must not start.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(engine(e)),
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`. A store sled cannot open is an error, never a
     /// silent fresh start.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("store"))
             // sled's default 1 GiB page cache is far more than a broker's working set needs.
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(1000))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(engine)?;
+            .mode(sled::Mode::HighThroughput);
+        let db = open_waiting_for_lock(&config)?;
         let definitions = db.open_tree("definitions").map_err(engine)?;
         let messages = db.open_tree("messages").map_err(engine)?;
         let entries = db.open_tree("entries").map_err(engine)?;
