@@ -1475,3 +1475,60 @@ async fn exclusive_queues_never_survive_even_a_kill_9() {
     assert_eq!(contents(&ch, "control").await, fresh(&["control"]));
     broker.kill();
 }
+
+/// A persistent message handed straight to a consumer may skip the disk if it is acked at
+/// once; one that is not acked must still be on disk, marked delivered, when its confirm
+/// arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_at_once_but_not_acked_is_on_disk_when_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path()).await;
+    let conn = connect(&broker.uri()).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    declare_durable_queue(&ch, "dq").await;
+    let consuming = conn.create_channel().await.unwrap();
+    let mut consumer = consuming
+        .basic_consume(
+            "dq".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for body in ["one", "two"] {
+        next_body(&ch, &mut consumer, body).await;
+    }
+    broker.kill();
+
+    let broker = BrokerProcess::start(dir.path()).await;
+    let conn = connect(&broker.uri()).await;
+    let ch = conn.create_channel().await.unwrap();
+    let redelivered = |b: &str| (b.to_string(), true);
+    assert_eq!(
+        contents(&ch, "dq").await,
+        [redelivered("one"), redelivered("two")]
+    );
+}
+
+/// Publishes `body` persistently, takes its delivery and waits for its confirm.
+async fn next_body(ch: &Channel, consumer: &mut lapin::Consumer, body: &str) -> Delivery {
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "dq".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            persistent(),
+        )
+        .await
+        .expect("basic.publish");
+    let delivery = next_delivery(consumer).await;
+    assert_eq!(text(&delivery), body);
+    let confirmation = within("a publisher confirm", confirm).await.unwrap();
+    assert!(confirmation.is_ack(), "{confirmation:?}");
+    delivery
+}

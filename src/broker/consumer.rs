@@ -32,8 +32,14 @@ pub enum ConnectionEvent {
         channel: u16,
         consumer_tag: ShortString,
     },
-    /// A publish's persistent copies reached the disk (or failed to: `ok` false).
-    Persisted { channel: u16, seq: u64, ok: bool },
+    /// The persistent copies of every publish up to `upto` in confirm mode `epoch` of the
+    /// channel are safe: on disk, or consumed and acked (or the store failed: `ok` false).
+    Persisted {
+        channel: u16,
+        epoch: u64,
+        upto: u64,
+        ok: bool,
+    },
     /// A transaction's persistent messages reached the disk: commit-ok may go.
     TxDurable { channel: u16 },
     /// A direct reply-to reply for the channel's reply consumer registered under `token`.

@@ -95,9 +95,15 @@ impl Connection {
                 confirms.waiting.insert(seq);
             }
             let mailbox = self.mailbox.clone();
+            let epoch = self
+                .channels
+                .get(&channel_id)
+                .and_then(|c| c.confirms.as_ref())
+                .map_or(0, |c| c.epoch);
             self.broker.store.barrier(Durable::Confirm {
                 mailbox,
                 channel: channel_id,
+                epoch,
                 seq,
             });
         }
@@ -420,16 +426,18 @@ impl Connection {
     /// Something a queue (or the broker) sent this connection.
     pub(super) fn on_event(&mut self, event: ConnectionEvent) {
         match event {
-            ConnectionEvent::Persisted { channel, seq, ok } => {
+            ConnectionEvent::Persisted {
+                channel,
+                epoch,
+                upto,
+                ok,
+            } => {
                 let confirms = self
                     .channels
                     .get_mut(&channel)
                     .and_then(|c| c.confirms.as_mut());
                 if let Some(confirms) = confirms {
-                    confirms.waiting.remove(&seq);
-                    if !ok {
-                        confirms.failed.insert(seq);
-                    }
+                    confirms.persisted(epoch, upto, ok);
                 }
             }
             ConnectionEvent::TxDurable { channel } => {

@@ -7,6 +7,7 @@ use crate::broker::queue::Queue;
 use crate::error::{AmqpError, AmqpResult};
 use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use warren_amqp::{encode, CommandAssembler, ShortString};
 
@@ -51,6 +52,9 @@ pub enum TxOp {
 /// coalesced into one multiple ack per batch.
 #[derive(Debug)]
 pub struct Confirms {
+    /// Tells this confirm mode apart from an earlier one on a channel with the same id, so a
+    /// late answer from the store for the old one is ignored.
+    pub epoch: u64,
     /// Sequence number of the next publish.
     next: u64,
     /// Highest sequence number the client has been told about.
@@ -63,7 +67,9 @@ pub struct Confirms {
 
 impl Confirms {
     pub fn new() -> Self {
+        static EPOCHS: AtomicU64 = AtomicU64::new(1);
         Self {
+            epoch: EPOCHS.fetch_add(1, Ordering::Relaxed),
             next: 1,
             confirmed: 0,
             waiting: BTreeSet::new(),
@@ -75,6 +81,18 @@ impl Confirms {
         let seq = self.next;
         self.next += 1;
         seq
+    }
+
+    /// The store kept (or failed to keep) every publish up to `upto`.
+    pub fn persisted(&mut self, epoch: u64, upto: u64, ok: bool) {
+        if epoch != self.epoch {
+            return;
+        }
+        let later = self.waiting.split_off(&(upto + 1));
+        let kept = std::mem::replace(&mut self.waiting, later);
+        if !ok {
+            self.failed.extend(kept);
+        }
     }
 
     /// Writes acks (and nacks) for every publish decided since the last flush.

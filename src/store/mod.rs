@@ -5,6 +5,7 @@
 //! commit: one sync covers every change that arrived while the previous one ran. `sled` backs
 //! the real broker; [`memory::MemoryStore`] serves tests where disk is not the point.
 
+mod held;
 pub mod memory;
 pub mod refs;
 pub mod sled_store;

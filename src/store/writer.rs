@@ -5,18 +5,23 @@
 //! the number of concurrent publishers instead of being bounded by one fsync per message.
 //! Reads for paging go through the same channel, so they see every write sent before them.
 
+use super::held::Held;
 use super::refs::Refs;
 use super::{EntryRecord, LoadedEntry, Store, StoreError, StoreOp};
 use crate::broker::consumer::{ConnectionEvent, Mailbox};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::error;
 
 /// Most operations applied between two syncs, so a flood cannot delay confirms indefinitely.
 const MAX_BATCH: usize = 16 * 1024;
+/// Shortest round when nothing waits for the disk, so requests are taken in batches.
+const TICK: Duration = Duration::from_micros(500);
 /// Writes waiting for the thread above which publishers are paused ...
 const CONGESTED: usize = 64 * 1024;
 /// ... until the backlog is down to this.
@@ -29,6 +34,8 @@ pub enum Durable {
     Confirm {
         mailbox: Mailbox,
         channel: u16,
+        /// Which confirm mode of the channel (a channel id can be reused).
+        epoch: u64,
         seq: u64,
     },
     /// Any other event for a connection (a transaction's commit-ok).
@@ -43,9 +50,15 @@ impl Durable {
             Durable::Confirm {
                 mailbox,
                 channel,
+                epoch,
                 seq,
             } => {
-                let _ = mailbox.send(ConnectionEvent::Persisted { channel, seq, ok });
+                let _ = mailbox.send(ConnectionEvent::Persisted {
+                    channel,
+                    epoch,
+                    upto: seq,
+                    ok,
+                });
             }
             Durable::Event(mailbox, event) => {
                 let _ = mailbox.send(event);
@@ -62,6 +75,11 @@ pub type LoadCallback = Box<dyn FnOnce(Result<Vec<LoadedEntry>, StoreError>) + S
 
 enum Request {
     Op(StoreOp),
+    /// A write likely to be undone soon (see [`Held`]).
+    Hold {
+        op: StoreOp,
+        fresh: bool,
+    },
     /// Removes a queue's entries from `from` on and releases their messages.
     DropEntries {
         queue: u64,
@@ -149,6 +167,13 @@ impl StoreHandle {
         self.send(Request::Op(op));
     }
 
+    /// Submits an entry write for a message just handed to a consumer: a removal arriving
+    /// soon cancels it before it reaches the disk. `fresh`: nothing of the entry is stored yet.
+    pub fn submit_delivered(&self, op: StoreOp, fresh: bool) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.send(Request::Hold { op, fresh });
+    }
+
     /// Removes a queue's entries (one lane or all) from `from` on, releasing their messages.
     pub fn drop_entries(&self, queue: u64, lane: Option<u8>, from: u64) {
         self.send(Request::DropEntries { queue, lane, from });
@@ -232,75 +257,176 @@ struct Worker {
     relieved: Arc<Notify>,
 }
 
+/// What the store thread carries from one round to the next.
+#[derive(Default)]
+struct Round {
+    /// Writes to apply now, in order.
+    ops: Vec<StoreOp>,
+    held: Held,
+    /// Barriers in arrival order, with the number of the first request after each.
+    barriers: VecDeque<(u64, Durable)>,
+    pings: Vec<mpsc::Sender<()>>,
+    /// Requests received so far: numbers held writes and barriers.
+    received: u64,
+    /// Something that adds to what is stored was applied since the last sync.
+    unsynced_puts: bool,
+    /// Anything was applied since the last sync.
+    unsynced: bool,
+    /// A write failed since barriers were last completed: they report the failure.
+    failed: bool,
+    /// A request that needs every held write applied first.
+    flush: bool,
+    stop: bool,
+}
+
 impl Worker {
     fn run(self, rx: mpsc::Receiver<Request>) {
-        let mut ops = Vec::new();
-        let mut waiting = Vec::new();
-        let mut pings = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut stop = false;
+        let mut round = Round::default();
+        loop {
+            let started = Instant::now();
+            let first = match round.held.next_due() {
+                Some(due) => match rx.recv_timeout(due.saturating_duration_since(started)) {
+                    Ok(request) => Some(request),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => break,
+                },
+            };
+            let mut next = first;
+            let (mut received, mut writes) = (0, 0);
             let mut result = Ok(());
-            let mut next = Some(first);
             while let Some(request) = next.take() {
-                match request {
-                    Request::Op(op) => ops.push(op),
-                    Request::DropEntries { queue, lane, from } => {
-                        result = result.and(self.apply(&mut ops));
-                        result = result.and(self.drop_entries(queue, lane, from));
-                    }
-                    Request::Load {
-                        queue,
-                        lane,
-                        from,
-                        max,
-                        deliver,
-                    } => {
-                        result = result.and(self.apply(&mut ops));
-                        deliver(self.store.read_entries(queue, lane, from, max));
-                    }
-                    Request::Barrier(d) => waiting.push(d),
-                    Request::Ping(tx) => pings.push(tx),
-                    Request::Stop => stop = true,
-                }
-                if ops.len() < MAX_BATCH && !stop {
+                received += 1;
+                writes += usize::from(matches!(request, Request::Op(_) | Request::Hold { .. }));
+                result = result.and(self.take(&mut round, request));
+                if received < MAX_BATCH && !round.stop {
                     next = rx.try_recv().ok();
                 }
             }
-            result = result.and(self.apply(&mut ops));
-            if result.is_ok() && !waiting.is_empty() {
-                result = self.store.sync();
-            }
-            if let Err(e) = &result {
-                error!("store write failed: {e}");
-            }
-            for d in waiting.drain(..) {
-                d.complete(result.is_ok());
-            }
-            for p in pings.drain(..) {
+            let now = Instant::now();
+            let flush = std::mem::take(&mut round.flush) || round.stop;
+            round
+                .held
+                .release_due((!flush).then_some(now), &mut round.ops);
+            result = result.and(self.apply(&mut round));
+            self.settle(writes);
+            let synced = self.complete_barriers(&mut round, result);
+            for p in round.pings.drain(..) {
                 let _ = p.send(());
             }
-            if stop {
+            if round.stop {
                 break;
             }
+            if (!synced && !round.barriers.is_empty()) || !round.held.is_empty() {
+                // Nothing made this round wait for the disk: let requests gather for a moment
+                // instead of waking up for each one.
+                std::thread::sleep(TICK.saturating_sub(started.elapsed()));
+            }
         }
-        if let Err(e) = self.store.sync() {
+        round.held.release_due(None, &mut round.ops);
+        let result = self.apply(&mut round).and_then(|()| self.store.sync());
+        if let Err(e) = result {
             error!("final store sync failed: {e}");
         }
     }
 
-    fn apply(&self, ops: &mut Vec<StoreOp>) -> Result<(), StoreError> {
-        if ops.is_empty() {
+    /// Takes one request into the round.
+    fn take(&self, round: &mut Round, request: Request) -> Result<(), StoreError> {
+        let order = round.received;
+        round.received += 1;
+        let now = Instant::now();
+        match request {
+            Request::Op(op) => round.held.accept(order, op, now, &mut round.ops),
+            Request::Hold { op, fresh } => round.held.hold(order, op, fresh, now, &mut round.ops),
+            Request::DropEntries { queue, lane, from } => {
+                round.held.release_due(None, &mut round.ops);
+                self.apply(round)?;
+                self.drop_entries(queue, lane, from)?;
+            }
+            Request::Load {
+                queue,
+                lane,
+                from,
+                max,
+                deliver,
+            } => {
+                round.held.release_due(None, &mut round.ops);
+                self.apply(round)?;
+                deliver(self.store.read_entries(queue, lane, from, max));
+            }
+            Request::Barrier(durable) => {
+                if matches!(durable, Durable::Notify(_)) {
+                    round.flush = true;
+                }
+                round.barriers.push_back((order, durable));
+            }
+            Request::Ping(tx) => {
+                round.flush = true;
+                round.pings.push(tx);
+            }
+            Request::Stop => round.stop = true,
+        }
+        Ok(())
+    }
+
+    fn apply(&self, round: &mut Round) -> Result<(), StoreError> {
+        if round.ops.is_empty() {
             return Ok(());
         }
-        let submitted = ops.len();
-        coalesce(ops);
-        let result = self.store.apply(ops);
-        let before = self.pending.fetch_sub(submitted, Ordering::Relaxed);
-        if before > RELIEVED && before - submitted <= RELIEVED {
+        round.unsynced = true;
+        round.unsynced_puts |= round.ops.iter().any(|op| {
+            !matches!(
+                op,
+                StoreOp::RemoveEntry { .. } | StoreOp::RemoveMessage { .. }
+            )
+        });
+        let result = self.store.apply(&round.ops);
+        round.ops.clear();
+        result
+    }
+
+    /// `writes` submitted writes have been taken in: publishers paused on the backlog may go on.
+    fn settle(&self, writes: usize) {
+        let before = self.pending.fetch_sub(writes, Ordering::Relaxed);
+        if before > RELIEVED && before.saturating_sub(writes) <= RELIEVED {
             self.relieved.notify_waiters();
         }
-        ops.clear();
-        result
+    }
+
+    /// Completes the barriers nothing held comes before, syncing first if they need it.
+    /// Returns whether it synced.
+    fn complete_barriers(&self, round: &mut Round, result: Result<(), StoreError>) -> bool {
+        if let Err(e) = &result {
+            error!("store write failed: {e}");
+            round.failed = true;
+        }
+        let oldest_held = round.held.oldest().unwrap_or(u64::MAX);
+        let ready = round
+            .barriers
+            .iter()
+            .take_while(|(order, _)| *order <= oldest_held)
+            .count();
+        if ready == 0 {
+            return false;
+        }
+        let done: Vec<Durable> = round.barriers.drain(..ready).map(|(_, d)| d).collect();
+        let needs_sync = round.unsynced_puts
+            || round.unsynced && done.iter().any(|d| !matches!(d, Durable::Confirm { .. }));
+        let mut synced = false;
+        if !round.failed && needs_sync {
+            if let Err(e) = self.store.sync() {
+                error!("store sync failed: {e}");
+                round.failed = true;
+            }
+            round.unsynced = false;
+            round.unsynced_puts = false;
+            synced = true;
+        }
+        complete(done, !std::mem::take(&mut round.failed));
+        synced
     }
 
     fn drop_entries(&self, queue: u64, lane: Option<u8>, from: u64) -> Result<(), StoreError> {
@@ -314,34 +440,37 @@ impl Worker {
     }
 }
 
-/// Drops writes that a later operation in the same batch undoes: an entry put (or marked
-/// delivered) and removed, a message put and removed. A message consumed and acked while its
-/// write was still waiting never reaches the disk. Removals all stay, since what they remove
-/// may have been written by an earlier batch.
-fn coalesce(ops: &mut Vec<StoreOp>) {
-    use std::collections::HashSet;
-    // A put is undone only by a removal that comes after it: walk backwards, so a key counts
-    // as removed only while the removal seen is later than the put being looked at.
-    let mut later_entry_removals = HashSet::new();
-    let mut later_message_removals = HashSet::new();
-    let mut keep = vec![true; ops.len()];
-    for (i, op) in ops.iter().enumerate().rev() {
-        match op {
-            StoreOp::RemoveEntry { key } => {
-                later_entry_removals.insert(*key);
+/// Completes barriers, telling each publishing channel once about the last of its confirms
+/// (they complete in order, so that covers every earlier one).
+fn complete(done: Vec<Durable>, ok: bool) {
+    let mut confirms: Vec<(Mailbox, u16, u64, u64)> = Vec::new();
+    for durable in done {
+        match durable {
+            Durable::Confirm {
+                mailbox,
+                channel,
+                epoch,
+                seq,
+            } => {
+                let same = confirms
+                    .iter_mut()
+                    .find(|c| c.1 == channel && c.2 == epoch && c.0.same_channel(&mailbox));
+                match same {
+                    Some(c) => c.3 = c.3.max(seq),
+                    None => confirms.push((mailbox, channel, epoch, seq)),
+                }
             }
-            StoreOp::RemoveMessage { id } => {
-                later_message_removals.insert(*id);
-            }
-            StoreOp::PutEntry { key, .. } if later_entry_removals.contains(key) => keep[i] = false,
-            StoreOp::PutMessage { id, .. } if later_message_removals.contains(id) => {
-                keep[i] = false
-            }
-            _ => {}
+            other => other.complete(ok),
         }
     }
-    let mut flags = keep.into_iter();
-    ops.retain(|_| flags.next().unwrap_or(true));
+    for (mailbox, channel, epoch, seq) in confirms {
+        let _ = mailbox.send(ConnectionEvent::Persisted {
+            channel,
+            epoch,
+            upto: seq,
+            ok,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -349,49 +478,6 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::QueueRecord;
-
-    #[test]
-    fn writes_undone_in_the_same_batch_are_dropped() {
-        use crate::store::{EntryKey, EntryRecord};
-        let key = EntryKey {
-            queue: 1,
-            lane: 0,
-            seq: 7,
-        };
-        let record = EntryRecord {
-            message: 3,
-            redelivered: false,
-            transient: false,
-            expires: 0,
-        };
-        let mut ops = vec![
-            StoreOp::RemoveEntry { key },
-            StoreOp::PutEntry { key, record },
-            StoreOp::PutEntry {
-                key: EntryKey { seq: 8, ..key },
-                record,
-            },
-            StoreOp::RemoveEntry { key },
-            StoreOp::RemoveMessage { id: 3 },
-        ];
-        coalesce(&mut ops);
-        let kinds: Vec<String> = ops
-            .iter()
-            .map(|op| {
-                format!("{op:?}")
-                    .split(' ')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            ["RemoveEntry", "PutEntry", "RemoveEntry", "RemoveMessage"],
-            "only the undone put goes"
-        );
-        assert!(matches!(ops[1], StoreOp::PutEntry { key: k, .. } if k.seq == 8));
-    }
 
     #[test]
     fn barrier_completes_after_earlier_changes_are_applied() {

@@ -244,6 +244,10 @@ impl Queue {
         let mut entry = QueueEntry::new(seq, message);
         entry.lane = entry.message.priority.min(self.args.max_priority);
         entry.expires = self.expiry_of(&entry.message);
+        let consumer = match state.is_empty() {
+            true => state.next_ready_consumer(self.args.single_active_consumer),
+            false => None,
+        };
         if self.durable && entry.message.store_id != 0 {
             entry.disk = entry.message.store_id;
             if let Some((s, key)) = self.key(&entry) {
@@ -253,14 +257,17 @@ impl Queue {
                     transient: false,
                     expires: entry.expires,
                 };
-                s.store.submit(StoreOp::PutEntry { key, record });
+                let op = StoreOp::PutEntry { key, record };
+                match consumer {
+                    // Likely acked before it would reach the disk.
+                    Some(_) => s.store.submit_delivered(op, true),
+                    None => s.store.submit(op),
+                }
             }
         }
-        if state.is_empty() {
-            if let Some(consumer) = state.next_ready_consumer(self.args.single_active_consumer) {
-                self.send(&mut state, consumer, entry);
-                return PublishOutcome::Accepted;
-            }
+        if let Some(consumer) = consumer {
+            self.send(&mut state, consumer, entry);
+            return PublishOutcome::Accepted;
         }
         if entry.expired(now_ms()) {
             // A TTL of 0 (or an expiration already past): only a waiting consumer gets it.

@@ -32,7 +32,8 @@ impl Queue {
                 transient: false,
                 expires: entry.expires,
             };
-            s.store.submit(StoreOp::PutEntry { key, record });
+            s.store
+                .submit_delivered(StoreOp::PutEntry { key, record }, false);
         }
     }
 
