@@ -128,17 +128,20 @@ impl Store for MemoryStore {
 
     fn take_entries(
         &self,
-        queue: u64,
-        lane: Option<u8>,
-        from: u64,
-    ) -> Result<Vec<EntryRecord>, StoreError> {
+        first: EntryKey,
+        last: EntryKey,
+        max: usize,
+    ) -> Result<Vec<(EntryKey, EntryRecord)>, StoreError> {
         let mut s = self.state()?;
         let keys: Vec<EntryKey> = s
             .entries
-            .keys()
-            .filter(|k| k.queue == queue && lane.is_none_or(|l| l == k.lane) && k.seq >= from)
-            .copied()
+            .range(first..=last)
+            .take(max)
+            .map(|(k, _)| *k)
             .collect();
-        Ok(keys.iter().filter_map(|k| s.entries.remove(k)).collect())
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| s.entries.remove(&k).map(|r| (k, r)))
+            .collect())
     }
 }

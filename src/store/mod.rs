@@ -171,13 +171,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<LoadedEntry>, StoreError>;
     /// The ids of every stored message.
     fn message_ids(&self) -> Result<Vec<u64>, StoreError>;
-    /// Removes a queue's entries (one lane, or all) from sequence `from` on; returns them.
+    /// Removes up to `max` entries from `first` to `last` (inclusive, in key order); returns
+    /// them.
     fn take_entries(
         &self,
-        queue: u64,
-        lane: Option<u8>,
-        from: u64,
-    ) -> Result<Vec<EntryRecord>, StoreError>;
+        first: EntryKey,
+        last: EntryKey,
+        max: usize,
+    ) -> Result<Vec<(EntryKey, EntryRecord)>, StoreError>;
 }
 
 const MESSAGE_FORMAT: u8 = 1;
@@ -256,6 +257,19 @@ impl EntryKey {
             lane: k[8],
             seq: u64::from_be_bytes(k[9..].try_into().ok()?),
         })
+    }
+
+    /// The key right after this one, if any.
+    pub fn successor(self) -> Option<Self> {
+        match (self.seq.checked_add(1), self.lane.checked_add(1)) {
+            (Some(seq), _) => Some(Self { seq, ..self }),
+            (None, Some(lane)) => Some(Self {
+                lane,
+                seq: 0,
+                ..self
+            }),
+            (None, None) => None,
+        }
     }
 
     /// The first key of a lane's range from `seq` on (or of the whole queue's).

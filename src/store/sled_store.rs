@@ -228,21 +228,24 @@ impl Store for SledStore {
 
     fn take_entries(
         &self,
-        queue: u64,
-        lane: Option<u8>,
-        from: u64,
-    ) -> Result<Vec<EntryRecord>, StoreError> {
-        let prefix = EntryKey::prefix(queue, lane);
+        first: EntryKey,
+        last: EntryKey,
+        max: usize,
+    ) -> Result<Vec<(EntryKey, EntryRecord)>, StoreError> {
         let mut batch = sled::Batch::default();
         let mut taken = Vec::new();
-        for item in self.entries.scan_prefix(&prefix) {
+        for item in self
+            .entries
+            .range(first.to_bytes()..=last.to_bytes())
+            .take(max)
+        {
             let (k, v) = item.map_err(engine)?;
-            if EntryKey::from_bytes(&k).is_some_and(|key| key.seq >= from) {
-                if let Some(record) = EntryRecord::from_bytes(&v) {
-                    taken.push(record);
-                }
-                batch.remove(k);
+            if let (Some(key), Some(record)) =
+                (EntryKey::from_bytes(&k), EntryRecord::from_bytes(&v))
+            {
+                taken.push((key, record));
             }
+            batch.remove(k);
         }
         self.entries.apply_batch(batch).map_err(engine)?;
         Ok(taken)

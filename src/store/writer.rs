@@ -7,7 +7,7 @@
 
 use super::held::Held;
 use super::refs::Refs;
-use super::{EntryRecord, LoadedEntry, Store, StoreError, StoreOp};
+use super::{EntryKey, LoadedEntry, Store, StoreError, StoreOp};
 use crate::broker::consumer::{ConnectionEvent, Mailbox};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +20,8 @@ use tracing::error;
 
 /// Most operations applied between two syncs, so a flood cannot delay confirms indefinitely.
 const MAX_BATCH: usize = 16 * 1024;
+/// Entries a round removes of a queue being deleted or purged.
+const DROP_CHUNK: usize = 1024;
 /// Shortest round when nothing waits for the disk, so requests are taken in batches.
 const TICK: Duration = Duration::from_micros(500);
 /// Writes waiting for the thread above which publishers are paused ...
@@ -70,6 +72,33 @@ impl Durable {
     }
 }
 
+/// A range of entries, from `first` to `last` inclusive.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRange {
+    pub first: EntryKey,
+    pub last: EntryKey,
+}
+
+impl EntryRange {
+    /// Every entry of a queue.
+    pub fn queue(queue: u64) -> Self {
+        let key = |lane, seq| EntryKey { queue, lane, seq };
+        Self {
+            first: key(0, 0),
+            last: key(u8::MAX, u64::MAX),
+        }
+    }
+
+    /// The entries of one lane from `from` up to (not including) `until`.
+    pub fn lane(queue: u64, lane: u8, from: u64, until: u64) -> Self {
+        let key = |seq| EntryKey { queue, lane, seq };
+        Self {
+            first: key(from),
+            last: key(until.saturating_sub(1)),
+        }
+    }
+}
+
 /// Receives a lane's entries read back from disk (on the store thread).
 pub type LoadCallback = Box<dyn FnOnce(Result<Vec<LoadedEntry>, StoreError>) + Send>;
 
@@ -80,12 +109,8 @@ enum Request {
         op: StoreOp,
         fresh: bool,
     },
-    /// Removes a queue's entries from `from` on and releases their messages.
-    DropEntries {
-        queue: u64,
-        lane: Option<u8>,
-        from: u64,
-    },
+    /// Removes a range of entries and releases their messages.
+    DropEntries(EntryRange),
     Load {
         queue: u64,
         lane: u8,
@@ -174,9 +199,10 @@ impl StoreHandle {
         self.send(Request::Hold { op, fresh });
     }
 
-    /// Removes a queue's entries (one lane or all) from `from` on, releasing their messages.
-    pub fn drop_entries(&self, queue: u64, lane: Option<u8>, from: u64) {
-        self.send(Request::DropEntries { queue, lane, from });
+    /// Removes the entries of `range`, releasing their messages. A long range is removed a
+    /// chunk per round, so other work (confirms) does not wait for all of it.
+    pub fn drop_entries(&self, range: EntryRange) {
+        self.send(Request::DropEntries(range));
     }
 
     /// Reads up to `max` entries of a lane from `from` on; `deliver` runs on the store thread.
@@ -266,6 +292,8 @@ struct Round {
     /// Barriers in arrival order, with the number of the first request after each.
     barriers: VecDeque<(u64, Durable)>,
     pings: Vec<mpsc::Sender<()>>,
+    /// Entry ranges being removed, a chunk per round.
+    drops: VecDeque<EntryRange>,
     /// Requests received so far: numbers held writes and barriers.
     received: u64,
     /// Something that adds to what is stored was applied since the last sync.
@@ -284,7 +312,11 @@ impl Worker {
         let mut round = Round::default();
         loop {
             let started = Instant::now();
-            let first = match round.held.next_due() {
+            let due = match round.drops.is_empty() {
+                true => round.held.next_due(),
+                false => Some(started),
+            };
+            let first = match due {
                 Some(due) => match rx.recv_timeout(due.saturating_duration_since(started)) {
                     Ok(request) => Some(request),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -312,6 +344,11 @@ impl Worker {
                 .held
                 .release_due((!flush).then_some(now), &mut round.ops);
             result = result.and(self.apply(&mut round));
+            if flush {
+                result = result.and_then(|()| self.drop_all(&mut round));
+            } else {
+                result = result.and(self.drop_entries(&mut round, DROP_CHUNK));
+            }
             self.settle(writes);
             let synced = self.complete_barriers(&mut round, result);
             for p in round.pings.drain(..) {
@@ -320,14 +357,20 @@ impl Worker {
             if round.stop {
                 break;
             }
-            if (!synced && !round.barriers.is_empty()) || !round.held.is_empty() {
+            if (!synced && !round.barriers.is_empty())
+                || !round.held.is_empty()
+                || !round.drops.is_empty()
+            {
                 // Nothing made this round wait for the disk: let requests gather for a moment
                 // instead of waking up for each one.
                 std::thread::sleep(TICK.saturating_sub(started.elapsed()));
             }
         }
         round.held.release_due(None, &mut round.ops);
-        let result = self.apply(&mut round).and_then(|()| self.store.sync());
+        let result = self
+            .apply(&mut round)
+            .and_then(|()| self.drop_all(&mut round))
+            .and_then(|()| self.store.sync());
         if let Err(e) = result {
             error!("final store sync failed: {e}");
         }
@@ -341,10 +384,10 @@ impl Worker {
         match request {
             Request::Op(op) => round.held.accept(order, op, now, &mut round.ops),
             Request::Hold { op, fresh } => round.held.hold(order, op, fresh, now, &mut round.ops),
-            Request::DropEntries { queue, lane, from } => {
+            Request::DropEntries(range) => {
                 round.held.release_due(None, &mut round.ops);
                 self.apply(round)?;
-                self.drop_entries(queue, lane, from)?;
+                round.drops.push_back(range);
             }
             Request::Load {
                 queue,
@@ -429,13 +472,36 @@ impl Worker {
         synced
     }
 
-    fn drop_entries(&self, queue: u64, lane: Option<u8>, from: u64) -> Result<(), StoreError> {
-        let taken = self.store.take_entries(queue, lane, from)?;
+    /// Removes every range waiting to be dropped.
+    fn drop_all(&self, round: &mut Round) -> Result<(), StoreError> {
+        while !round.drops.is_empty() {
+            self.drop_entries(round, usize::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Removes up to `max` entries of the ranges waiting to be dropped.
+    fn drop_entries(&self, round: &mut Round, max: usize) -> Result<(), StoreError> {
+        let Some(range) = round.drops.front_mut() else {
+            return Ok(());
+        };
+        if range.first > range.last {
+            round.drops.pop_front();
+            return Ok(());
+        }
+        let taken = self.store.take_entries(range.first, range.last, max)?;
+        match taken.last().and_then(|(key, _)| key.successor()) {
+            Some(next) if taken.len() == max && next <= range.last => range.first = next,
+            _ => {
+                round.drops.pop_front();
+            }
+        }
         let gone: Vec<StoreOp> = taken
             .iter()
-            .filter(|r: &&EntryRecord| r.transient || self.refs.release(r.message))
-            .map(|r| StoreOp::RemoveMessage { id: r.message })
+            .filter(|(_, r)| r.transient || self.refs.release(r.message))
+            .map(|(_, r)| StoreOp::RemoveMessage { id: r.message })
             .collect();
+        round.unsynced |= !taken.is_empty();
         self.store.apply(&gone)
     }
 }
@@ -443,33 +509,34 @@ impl Worker {
 /// Completes barriers, telling each publishing channel once about the last of its confirms
 /// (they complete in order, so that covers every earlier one).
 fn complete(done: Vec<Durable>, ok: bool) {
-    let mut confirms: Vec<(Mailbox, u16, u64, u64)> = Vec::new();
+    let mut confirms: Vec<Durable> = Vec::new();
     for durable in done {
-        match durable {
-            Durable::Confirm {
-                mailbox,
-                channel,
-                epoch,
-                seq,
-            } => {
-                let same = confirms
-                    .iter_mut()
-                    .find(|c| c.1 == channel && c.2 == epoch && c.0.same_channel(&mailbox));
-                match same {
-                    Some(c) => c.3 = c.3.max(seq),
-                    None => confirms.push((mailbox, channel, epoch, seq)),
-                }
-            }
-            other => other.complete(ok),
-        }
-    }
-    for (mailbox, channel, epoch, seq) in confirms {
-        let _ = mailbox.send(ConnectionEvent::Persisted {
+        let Durable::Confirm {
+            mailbox,
             channel,
             epoch,
-            upto: seq,
-            ok,
+            seq,
+        } = &durable
+        else {
+            durable.complete(ok);
+            continue;
+        };
+        let same = confirms.iter_mut().find_map(|c| match c {
+            Durable::Confirm {
+                mailbox: m,
+                channel: ch,
+                epoch: e,
+                seq: s,
+            } if ch == channel && e == epoch && m.same_channel(mailbox) => Some(s),
+            _ => None,
         });
+        match same {
+            Some(s) => *s = (*s).max(*seq),
+            None => confirms.push(durable),
+        }
+    }
+    for confirm in confirms {
+        confirm.complete(ok);
     }
 }
 
@@ -493,6 +560,39 @@ mod tests {
         assert!(handle.sync_blocking());
         assert_eq!(store.load().unwrap().queues.len(), 1);
         assert!(!handle.congested());
+        handle.close();
+    }
+
+    #[test]
+    fn long_drops_go_by_chunks_and_stay_inside_their_range() {
+        use crate::store::{EntryKey, EntryRecord};
+        let store = Arc::new(MemoryStore::default());
+        let handle = StoreHandle::start(store.clone(), 1, 1, Refs::default());
+        let put = |queue, lane, seq| {
+            let record = EntryRecord {
+                message: seq + 1,
+                redelivered: false,
+                transient: true,
+                expires: 0,
+            };
+            let key = EntryKey { queue, lane, seq };
+            handle.submit(StoreOp::PutEntry { key, record });
+        };
+        for seq in 0..3 * DROP_CHUNK as u64 {
+            put(1, 0, seq);
+            put(2, 1, seq);
+        }
+        handle.drop_entries(EntryRange::lane(1, 0, 10, 2 * DROP_CHUNK as u64));
+        handle.drop_entries(EntryRange::queue(2));
+        put(1, 0, 5 * DROP_CHUNK as u64);
+        assert!(handle.sync_blocking());
+        let left: Vec<EntryKey> = store.load().unwrap().entries.iter().map(|e| e.0).collect();
+        let expected: Vec<u64> = (0..10)
+            .chain(2 * DROP_CHUNK as u64..3 * DROP_CHUNK as u64)
+            .chain([5 * DROP_CHUNK as u64])
+            .collect();
+        assert!(left.iter().all(|k| k.queue == 1 && k.lane == 0));
+        assert_eq!(left.iter().map(|k| k.seq).collect::<Vec<_>>(), expected);
         handle.close();
     }
 }

@@ -26,6 +26,7 @@ use super::memory::MemoryGauge;
 use super::message::{now_ms, Message, QueueEntry};
 use super::timers::TimerSink;
 use crate::error::{AmqpError, AmqpResult};
+use crate::store::writer::EntryRange;
 use crate::store::{EntryRecord, StoreHandle, StoreOp};
 use lane::Lane;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -427,7 +428,9 @@ impl Queue {
                 self.forget(&entry, false);
             }
             if let (Some(from), Some(s)) = (state.lanes[i].discard_tail(), &self.storage) {
-                s.store.drop_entries(s.id, Some(i as u8), from);
+                // Entries published after the purge come after `next_seq`: they stay.
+                let range = EntryRange::lane(s.id, i as u8, from, state.next_seq);
+                s.store.drop_entries(range);
             }
         }
         n
@@ -447,7 +450,7 @@ impl Queue {
                 });
             }
             // Every record of the queue goes, those of unacked deliveries included.
-            s.store.drop_entries(s.id, None, 0);
+            s.store.drop_entries(EntryRange::queue(s.id));
         }
         for lane in &mut state.lanes {
             lane.take_head();
