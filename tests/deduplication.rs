@@ -146,3 +146,60 @@ async fn a_retry_after_a_restart_is_still_recognised_for_messages_that_were_kept
         "the retried order-1 was dropped"
     );
 }
+
+#[tokio::test]
+async fn keys_of_consumed_messages_and_of_a_backlog_on_disk_are_recognised_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny in-memory window: most of the backlog lives only on disk across the restart.
+    let small_window = |c: &mut warren::config::Config| c.queue_window = 2;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut args = FieldTable::default();
+    args.insert("x-message-deduplication".into(), AMQPValue::Boolean(true));
+    args.insert("x-cache-size".into(), AMQPValue::LongUInt(5));
+    {
+        let broker = TestBroker::start_in_with(dir.path(), small_window).await;
+        let (conn, ch) = broker.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.queue_declare("orders".into(), durable, args.clone())
+            .await
+            .unwrap();
+        for key in ["evicted", "consumed", "a", "b", "c", "d"] {
+            publish_confirmed(&ch, "orders", keyed(key).with_delivery_mode(2)).await;
+        }
+        for _ in 0..2 {
+            let got = ch
+                .basic_get("orders".into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+                .expect("a message");
+            got.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        conn.close(200, "bye".into()).await.unwrap();
+        broker.server.stop().await.unwrap();
+    }
+    let broker = TestBroker::start_in_with(dir.path(), small_window).await;
+    let (_c, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch.queue_declare("orders".into(), durable, args)
+        .await
+        .unwrap();
+    assert_eq!(queue_counts(&ch, "orders").await.0, 4);
+    for key in ["consumed", "a", "d"] {
+        publish_confirmed(&ch, "orders", keyed(key).with_delivery_mode(2)).await;
+    }
+    assert_eq!(
+        queue_counts(&ch, "orders").await.0,
+        4,
+        "retries of a consumed message and of messages on disk are dropped"
+    );
+    // The window holds the five latest keys: the oldest fell out of it before the restart.
+    publish_confirmed(&ch, "orders", keyed("evicted").with_delivery_mode(2)).await;
+    assert_eq!(queue_counts(&ch, "orders").await.0, 5);
+}

@@ -8,7 +8,9 @@ use super::message::QueueEntry;
 use super::queue::QueueHooks;
 use super::vhost::VHost;
 use crate::store::refs::Refs;
-use crate::store::{EntryKey, EntryRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
+use crate::store::{
+    DedupRecord, EntryKey, EntryRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp,
+};
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,6 +55,16 @@ pub fn recover(
             .entry(key.lane)
             .or_default()
             .push((key, record));
+    }
+    let mut dedup_keys: HashMap<u64, Vec<DedupRecord>> = HashMap::new();
+    for r in std::mem::take(&mut recovered.dedup_keys) {
+        match live.contains_key(&r.queue) {
+            true => dedup_keys.entry(r.queue).or_default().push(r),
+            false => cleanup.push(StoreOp::RemoveDedupKey {
+                queue: r.queue,
+                key: r.key,
+            }),
+        }
     }
     for id in store.message_ids()? {
         if !holders.contains_key(&id) {
@@ -117,6 +129,10 @@ pub fn recover(
         }
         total += count;
         queue.recover(refilled, next_seq);
+        if let Some(mut keys) = dedup_keys.remove(&r.id) {
+            keys.sort_by_key(|k| k.seen_at);
+            queue.restore_dedup_keys(keys);
+        }
         queue.arm_timers();
     }
     for r in &recovered.bindings {

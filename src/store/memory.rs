@@ -2,8 +2,8 @@
 //! so a broker reopened on the same `MemoryStore` recovers like one reopened on disk.
 
 use super::{
-    BindingRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord, Recovered,
-    Store, StoreError, StoreOp,
+    BindingRecord, DedupRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord,
+    Recovered, Store, StoreError, StoreOp,
 };
 use crate::broker::message::Message;
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ struct State {
     bindings: Vec<BindingRecord>,
     messages: BTreeMap<u64, Arc<Message>>,
     entries: BTreeMap<EntryKey, EntryRecord>,
+    dedup: BTreeMap<(u64, Box<[u8]>), u64>,
 }
 
 impl MemoryStore {
@@ -51,6 +52,15 @@ impl Store for MemoryStore {
             bindings: s.bindings.clone(),
             entries: s.entries.iter().map(|(k, r)| (*k, *r)).collect(),
             max_message_id: s.messages.keys().next_back().copied().unwrap_or(0),
+            dedup_keys: s
+                .dedup
+                .iter()
+                .map(|((queue, key), seen_at)| DedupRecord {
+                    queue: *queue,
+                    key: key.clone(),
+                    seen_at: *seen_at,
+                })
+                .collect(),
             dropped: Vec::new(),
         })
     }
@@ -88,6 +98,12 @@ impl Store for MemoryStore {
                 }
                 StoreOp::RemoveEntry { key } => {
                     s.entries.remove(&key);
+                }
+                StoreOp::PutDedupKey(r) => {
+                    s.dedup.insert((r.queue, r.key), r.seen_at);
+                }
+                StoreOp::RemoveDedupKey { queue, key } => {
+                    s.dedup.remove(&(queue, key));
                 }
             }
         }

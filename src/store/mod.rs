@@ -133,6 +133,41 @@ pub enum StoreOp {
     RemoveEntry {
         key: EntryKey,
     },
+    /// A deduplicating queue's key, kept so a retry after a restart is still recognised.
+    PutDedupKey(DedupRecord),
+    RemoveDedupKey {
+        queue: u64,
+        key: Box<[u8]>,
+    },
+}
+
+/// A deduplication key a durable queue has seen, and when (ms since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupRecord {
+    pub queue: u64,
+    pub key: Box<[u8]>,
+    pub seen_at: u64,
+}
+
+impl DedupRecord {
+    /// The stored key: the queue's id, then the deduplication key.
+    pub fn store_key(queue: u64, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(8 + key.len());
+        k.extend_from_slice(&queue.to_be_bytes());
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// Reads a stored key and value back.
+    pub fn from_stored(stored_key: &[u8], value: &[u8]) -> Option<Self> {
+        let queue = u64::from_be_bytes(stored_key.get(..8)?.try_into().ok()?);
+        let seen_at = u64::from_be_bytes(value.try_into().ok()?);
+        Some(Self {
+            queue,
+            key: stored_key.get(8..)?.into(),
+            seen_at,
+        })
+    }
 }
 
 /// Everything a store holds, as read at start (message bodies stay on disk).
@@ -145,6 +180,8 @@ pub struct Recovered {
     pub entries: Vec<(EntryKey, EntryRecord)>,
     /// The largest message id in the store.
     pub max_message_id: u64,
+    /// Deduplication keys of durable queues.
+    pub dedup_keys: Vec<DedupRecord>,
     /// Records that could not be read, with the reason: logged, never silently dropped.
     pub dropped: Vec<String>,
 }

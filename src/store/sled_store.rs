@@ -1,11 +1,12 @@
-//! The sled-backed store. Three trees: `definitions` (exchanges, queues, bindings as JSON, with
+//! The sled-backed store. Four trees: `definitions` (exchanges, queues, bindings as JSON, with
 //! arguments in their AMQP wire form), `messages` (id → encoded message, stored once however
-//! many queues hold it) and `entries` ([`EntryKey`] → [`EntryRecord`]), so each queue lane is
-//! one ordered key range that paging reads back in order.
+//! many queues hold it), `entries` ([`EntryKey`] → [`EntryRecord`]), so each queue lane is
+//! one ordered key range that paging reads back in order, and `dedup` (queue id and
+//! deduplication key → when it was seen).
 
 use super::{
-    decode_message, encode_message, BindingRecord, EntryKey, EntryRecord, LoadedEntry, Recovered,
-    Store, StoreError, StoreOp,
+    decode_message, encode_message, BindingRecord, DedupRecord, EntryKey, EntryRecord, LoadedEntry,
+    Recovered, Store, StoreError, StoreOp,
 };
 use std::path::Path;
 
@@ -15,6 +16,7 @@ pub struct SledStore {
     definitions: sled::Tree,
     messages: sled::Tree,
     entries: sled::Tree,
+    dedup: sled::Tree,
 }
 
 fn engine(e: sled::Error) -> StoreError {
@@ -73,11 +75,13 @@ impl SledStore {
         let definitions = db.open_tree("definitions").map_err(engine)?;
         let messages = db.open_tree("messages").map_err(engine)?;
         let entries = db.open_tree("entries").map_err(engine)?;
+        let dedup = db.open_tree("dedup").map_err(engine)?;
         Ok(Self {
             db,
             definitions,
             messages,
             entries,
+            dedup,
         })
     }
 
@@ -118,6 +122,15 @@ impl Store for SledStore {
                 _ => out
                     .dropped
                     .push(format!("queue entry with a malformed key or value {key:?}")),
+            }
+        }
+        for item in self.dedup.iter() {
+            let (key, value) = item.map_err(engine)?;
+            match DedupRecord::from_stored(&key, &value) {
+                Some(r) => out.dedup_keys.push(r),
+                None => out
+                    .dropped
+                    .push(format!("deduplication key with a malformed record {key:?}")),
             }
         }
         if let Some((key, _)) = self.messages.last().map_err(engine)? {
@@ -174,6 +187,19 @@ impl Store for SledStore {
                 }
                 StoreOp::RemoveEntry { key } => {
                     self.entries.remove(key.to_bytes()).map_err(engine)?;
+                }
+                StoreOp::PutDedupKey(r) => {
+                    self.dedup
+                        .insert(
+                            DedupRecord::store_key(r.queue, &r.key),
+                            &r.seen_at.to_be_bytes()[..],
+                        )
+                        .map_err(engine)?;
+                }
+                StoreOp::RemoveDedupKey { queue, key } => {
+                    self.dedup
+                        .remove(DedupRecord::store_key(*queue, key))
+                        .map_err(engine)?;
                 }
             }
         }

@@ -423,7 +423,9 @@ impl Worker {
         round.unsynced_puts |= round.ops.iter().any(|op| {
             !matches!(
                 op,
-                StoreOp::RemoveEntry { .. } | StoreOp::RemoveMessage { .. }
+                StoreOp::RemoveEntry { .. }
+                    | StoreOp::RemoveMessage { .. }
+                    | StoreOp::RemoveDedupKey { .. }
             )
         });
         let result = self.store.apply(&round.ops);

@@ -233,11 +233,9 @@ impl Queue {
             return PublishOutcome::Rejected;
         }
         if let Some(window) = self.args.deduplication {
-            if let Some(key) = dedup::key_of(&message) {
-                if !state.dedup.admit(key, now_ms(), window) {
-                    // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
-                    return PublishOutcome::Duplicate;
-                }
+            if !self.admit_key(&mut state, &message, window) {
+                // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
+                return PublishOutcome::Duplicate;
             }
         }
         let seq = state.next_seq;

@@ -148,17 +148,6 @@ impl Queue {
         let mut state = self.state();
         state.next_seq = next_seq;
         for (i, (head, start, count)) in lanes.into_iter().enumerate() {
-            if let Some(window) = self.args.deduplication {
-                // A producer retrying after a crash must not duplicate what was kept: the
-                // recovered messages' keys are remembered again (those in memory; a backlog
-                // beyond the window is not read for this).
-                let now = crate::broker::message::now_ms();
-                for entry in &head {
-                    if let Some(key) = super::dedup::key_of(&entry.message) {
-                        state.dedup.admit(key, now, window);
-                    }
-                }
-            }
             if let Some(lane) = state.lanes.get_mut(i) {
                 lane.set_head(head);
                 lane.tail.start = start;
