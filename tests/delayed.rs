@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
+use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, Consumer, Event, ExchangeKind};
 use std::time::{Duration, Instant};
 
 async fn delayed_exchange(ch: &Channel, name: &str, durable: bool) {
@@ -30,6 +31,10 @@ async fn delayed_exchange(ch: &Channel, name: &str, durable: bool) {
 }
 
 async fn bound_queue(ch: &Channel, queue: &str, exchange: &str, durable: bool) {
+    bound_queue_with_key(ch, queue, exchange, "k", durable).await;
+}
+
+async fn bound_queue_with_key(ch: &Channel, queue: &str, exchange: &str, key: &str, durable: bool) {
     let options = QueueDeclareOptions {
         durable,
         ..Default::default()
@@ -40,7 +45,7 @@ async fn bound_queue(ch: &Channel, queue: &str, exchange: &str, durable: bool) {
     ch.queue_bind(
         queue.into(),
         exchange.into(),
-        "k".into(),
+        key.into(),
         QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -176,4 +181,190 @@ async fn a_persistent_delayed_message_survives_a_restart() {
     let d = next_delivery(&mut consumer).await;
     assert_eq!(d.data, b"waited");
     d.ack(BasicAckOptions::default()).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// sender-selected distribution: CC and BCC
+
+fn routes(keys: &[&str]) -> AMQPValue {
+    let values: Vec<AMQPValue> = keys
+        .iter()
+        .map(|k| AMQPValue::LongString(LongString::from(k.as_bytes().to_vec())))
+        .collect();
+    AMQPValue::FieldArray(FieldArray::from(values))
+}
+
+/// A message delayed by `ms`, copied to the `cc` and `bcc` keys, with one more header that
+/// must reach consumers untouched.
+fn delayed_with_copies(ms: i64, cc: &[&str], bcc: &[&str], persistent: bool) -> BasicProperties {
+    let props = delayed_by(ms, persistent);
+    let mut headers = props.headers().clone().unwrap_or_default();
+    headers.insert("CC".into(), routes(cc));
+    headers.insert("BCC".into(), routes(bcc));
+    headers.insert(
+        "kept".into(),
+        AMQPValue::LongString(LongString::from(b"yes".to_vec())),
+    );
+    props.with_headers(headers)
+}
+
+async fn consume(ch: &Channel, queue: &str) -> Consumer {
+    ch.basic_consume(
+        queue.into(),
+        format!("{queue}-consumer").as_str().into(),
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Asserts what a consumer sees of a released copy: the body, the published routing key, CC
+/// and the other headers as published, and no BCC.
+#[track_caller]
+fn assert_released_copy(d: &lapin::message::Delivery, body: &str, cc: &[&str], queue: &str) {
+    assert_eq!(d.data, body.as_bytes(), "{queue}");
+    assert_eq!(d.routing_key.as_str(), "k", "{queue}: the published key");
+    let headers = d.properties.headers().clone().unwrap_or_default();
+    let headers = headers.inner();
+    assert_eq!(headers.get("CC"), Some(&routes(cc)), "{queue}: CC is kept");
+    assert!(!headers.contains_key("BCC"), "{queue}: BCC was delivered");
+    assert_eq!(
+        headers.get("kept"),
+        Some(&AMQPValue::LongString(LongString::from(b"yes".to_vec()))),
+        "{queue}"
+    );
+}
+
+#[tokio::test]
+async fn a_delayed_message_is_routed_by_its_cc_and_bcc_when_released_without_its_bcc() {
+    let broker = TestBroker::start().await;
+    let (_c, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    delayed_exchange(&ch, "later", false).await;
+    for (queue, key) in [
+        ("to", "k"),
+        ("cc", "copy"),
+        ("bcc", "secret"),
+        ("other", "x"),
+    ] {
+        bound_queue_with_key(&ch, queue, "later", key, false).await;
+    }
+    let mut to = consume(&ch, "to").await;
+    let mut cc = consume(&ch, "cc").await;
+    let mut bcc = consume(&ch, "bcc").await;
+    let mut other = consume(&ch, "other").await;
+
+    // Keys named twice, or also the routing key, still give each queue one copy.
+    let (cc_keys, bcc_keys) = (["copy", "k"], ["secret", "copy"]);
+    let start = Instant::now();
+    let props = delayed_with_copies(50, &cc_keys, &bcc_keys, false);
+    publish_confirmed(&ch, "later", "copied", props).await;
+    for (queue, consumer) in [("to", &mut to), ("cc", &mut cc), ("bcc", &mut bcc)] {
+        let d = next_delivery(consumer).await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(50),
+            "{queue} got its copy after {:?}",
+            start.elapsed()
+        );
+        assert_released_copy(&d, "copied", &cc_keys, queue);
+    }
+    tokio::join!(
+        assert_no_delivery(&mut to),
+        assert_no_delivery(&mut cc),
+        assert_no_delivery(&mut bcc),
+        assert_no_delivery(&mut other),
+    );
+}
+
+#[tokio::test]
+async fn a_persistent_delayed_message_keeps_its_cc_and_bcc_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let queues = [
+        ("kept-to", "k"),
+        ("kept-cc", "copy"),
+        ("kept-bcc", "secret"),
+    ];
+    {
+        let broker = TestBroker::start_in(dir.path()).await;
+        let (conn, ch) = broker.channel().await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        delayed_exchange(&ch, "later", true).await;
+        for (queue, key) in queues {
+            bound_queue_with_key(&ch, queue, "later", key, true).await;
+        }
+        // Long enough to be still held when the broker stops.
+        let props = delayed_with_copies(500, &["copy"], &["secret"], true);
+        publish_confirmed(&ch, "later", "waited", props).await;
+        for (queue, _) in queues {
+            assert_eq!(
+                queue_counts(&ch, queue).await.0,
+                0,
+                "{queue} before release"
+            );
+        }
+        conn.close(200, "bye".into()).await.unwrap();
+        broker.server.stop().await.unwrap();
+    }
+    let broker = TestBroker::start_in(dir.path()).await;
+    let (_c, ch) = broker.channel().await;
+    for (queue, _) in queues {
+        let mut consumer = consume(&ch, queue).await;
+        let d = next_delivery(&mut consumer).await;
+        assert_released_copy(&d, "waited", &["copy"], queue);
+        assert!(
+            d.properties.delivery_mode() == &Some(2),
+            "{queue}: still persistent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delayed_message_with_a_cc_that_is_not_an_array_is_refused_at_publish() {
+    let broker = TestBroker::start().await;
+    let conn: Connection = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    delayed_exchange(&ch, "later", false).await;
+    bound_queue(&ch, "q", "later", false).await;
+    let mut headers = delayed_by(20, false).headers().clone().unwrap_or_default();
+    headers.insert(
+        "CC".into(),
+        AMQPValue::LongString(LongString::from(b"one".to_vec())),
+    );
+    // Listen before acting, so the close cannot be missed.
+    let mut events = Box::pin(conn.events_listener());
+    ch.basic_publish(
+        "later".into(),
+        "k".into(),
+        BasicPublishOptions::default(),
+        b"refused",
+        BasicProperties::default().with_headers(headers),
+    )
+    .await
+    .unwrap();
+    let err = within("the server's channel.close", async {
+        loop {
+            match events.next().await {
+                Some(Event::Error(e)) => return e,
+                Some(_) => continue,
+                None => panic!("the connection's events ended without an error"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(reply_code(&err), Some(406));
+    assert_eq!(
+        reply_text(&err).as_deref(),
+        Some("PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}")
+    );
+    // Nothing was held: the queue gets nothing once the delay has passed.
+    let (_c, other) = broker.channel().await;
+    assert_no_delivery(&mut consume(&other, "q").await).await;
 }

@@ -1628,6 +1628,126 @@ async fn a_consumer_priority_that_is_not_an_integer_is_406() {
     .await;
 }
 
+#[tokio::test]
+async fn consume_arguments_of_the_wrong_type_are_406_with_rabbitmqs_texts() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = open_channel(&conn).await;
+    queue(&ch, "q19f", Default::default(), FieldTable::default())
+        .await
+        .expect("queue.declare");
+    let invalid = |arg: &str, detail: &str| {
+        format!("PRECONDITION_FAILED - invalid arg '{arg}' for queue 'q19f' {VHOST}: {detail}")
+    };
+    let failover = "x-cancel-on-ha-failover";
+    let cases = [
+        (
+            vec![("x-priority", AMQPValue::Boolean(true))],
+            invalid("x-priority", "\"expected integer, got bool\""),
+        ),
+        (
+            vec![(failover, longstr("yes"))],
+            invalid(failover, "{unacceptable_type,longstr}"),
+        ),
+        (
+            vec![(failover, long(1))],
+            invalid(failover, "{unacceptable_type,long}"),
+        ),
+        (
+            vec![(failover, AMQPValue::Void)],
+            invalid(failover, "{unacceptable_type,void}"),
+        ),
+        // x-priority is checked first, whatever the order of the table.
+        (
+            vec![(failover, longstr("yes")), ("x-priority", longstr("high"))],
+            invalid("x-priority", "\"expected integer, got longstr\""),
+        ),
+        // Only a stream queue reads from an offset.
+        (
+            vec![("x-stream-offset", longstr("first"))],
+            format!(
+                "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue 'q19f' {VHOST} \
+                 of queue type rabbit_classic_queue"
+            ),
+        ),
+    ];
+    for (args, text) in cases {
+        channel_error(&conn, Via::Reply, 406, &text, |ch| async move {
+            ch.basic_consume(
+                "q19f".into(),
+                "c".into(),
+                BasicConsumeOptions::default(),
+                table(&args),
+            )
+            .await
+            .map(|_| ())
+        })
+        .await;
+    }
+    assert_eq!(
+        queue_counts(&ch, "q19f").await,
+        (0, 0),
+        "no consumer was added"
+    );
+}
+
+#[tokio::test]
+async fn well_typed_and_unknown_consume_arguments_are_accepted() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    queue(&ch, "q19g", Default::default(), FieldTable::default())
+        .await
+        .expect("queue.declare");
+    let accepted = [
+        ("x-priority", long(1 << 40)),
+        ("x-priority", AMQPValue::ShortShortInt(-3)),
+        ("x-cancel-on-ha-failover", AMQPValue::Boolean(true)),
+        ("x-no-such-argument", longstr("ignored")),
+    ];
+    let mut consumers = Vec::new();
+    for (i, (arg, value)) in accepted.into_iter().enumerate() {
+        let consumer = within(
+            "basic.consume-ok",
+            ch.basic_consume(
+                "q19g".into(),
+                format!("c{i}").as_str().into(),
+                BasicConsumeOptions::default(),
+                table(&[(arg, value.clone())]),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("basic.consume with {arg} = {value:?}: {e}"));
+        consumers.push(consumer);
+    }
+    assert_eq!(queue_counts(&ch, "q19g").await, (0, 4));
+}
+
+#[tokio::test]
+async fn a_reused_consumer_tag_is_refused_before_the_queue_or_arguments_are_looked_at() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    queue(&ch, "q19h", Default::default(), FieldTable::default())
+        .await
+        .expect("queue.declare");
+    let text = "NOT_ALLOWED - attempt to reuse consumer tag 't1'";
+    connection_error(&broker, Via::Reply, 530, text, |ch| async move {
+        let _first = consume(&ch, "q19h", "t1", false).await?;
+        consume(&ch, "nosuchq19h", "t1", false).await
+    })
+    .await;
+    connection_error(&broker, Via::Reply, 530, text, |ch| async move {
+        let _first = consume(&ch, "q19h", "t1", false).await?;
+        ch.basic_consume(
+            "q19h".into(),
+            "t1".into(),
+            BasicConsumeOptions::default(),
+            table(&[("x-priority", longstr("high"))]),
+        )
+        .await
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // acknowledgements
 

@@ -2,21 +2,27 @@
 //! `x-delay` header (milliseconds) until it is due, then routes it as its `x-delayed-type`
 //! would. Persistent messages are stored while they wait, so a delay survives a restart.
 //!
+//! A held message keeps its `BCC` header, so that its stored record alone says where it goes:
+//! on release its `CC` and `BCC` keys route it beside its routing key, as sender-selected
+//! distribution does for any publish, and `BCC` leaves the copy the queues get.
+//!
 //! Held messages are recorded as entries of a reserved store id; each names its exchange in
 //! the message record. (They are restored into vhost "/", the only one for now.)
 
 use super::delivery::enqueue;
 use super::exchange::RoutingInput;
 use super::message::{now_ms, Message};
-use super::Broker;
+use super::{sender_selected, Broker};
 use crate::store::{EntryKey, EntryRecord, StoreHandle, StoreOp};
+use bytes::{Bytes, BytesMut};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::warn;
-use warren_amqp::AMQPValue;
+use warren_amqp::protocol::basic::parse_properties;
+use warren_amqp::{encode, AMQPValue, BasicProperties};
 
 /// The store id held messages are recorded under (no queue gets it).
 pub const HELD_STORE_ID: u64 = u64::MAX;
@@ -133,21 +139,18 @@ fn release(broker: &Broker, held: Held) {
         .map(|v| (v.exchange(message.exchange.as_str()), v))
     {
         Some((Ok(exchange), vhost)) => {
-            let properties =
-                warren_amqp::protocol::basic::parse_properties(&message.raw_properties[..])
-                    .map(|(_, p)| p)
-                    .unwrap_or_default();
+            let (properties, raw_properties, extra_keys) = as_released(message);
             let input = RoutingInput {
                 routing_key: message.routing_key.as_str(),
                 headers: properties.headers().as_ref(),
             };
             let (mut scratch, mut queues) = (Vec::new(), Vec::new());
-            vhost.route(&exchange, &input, &mut scratch, &mut queues);
+            vhost.route_keys(&exchange, &input, &extra_keys, &mut scratch, &mut queues);
             let copy = Message::from_parts(
                 message.exchange.clone(),
                 message.routing_key.clone(),
                 &properties,
-                message.raw_properties.clone(),
+                raw_properties,
                 message.body.clone(),
             );
             enqueue(&broker.store, copy, &mut queues);
@@ -168,4 +171,24 @@ fn release(broker: &Broker, held: Held) {
             .store
             .submit(StoreOp::RemoveMessage { id: held.stored });
     }
+}
+
+/// A held message's properties as its queues get them (without BCC) and the routing keys its
+/// CC and BCC headers add. Its headers were checked at publish, so keys that cannot be read
+/// (a record from elsewhere) are left out rather than dropping the message.
+fn as_released(message: &Message) -> (BasicProperties, Bytes, Vec<String>) {
+    let properties = parse_properties(&message.raw_properties[..])
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    let Some(headers) = properties.headers().as_ref() else {
+        return (properties, message.raw_properties.clone(), Vec::new());
+    };
+    let extra_keys = sender_selected::extra_keys(headers).unwrap_or_default();
+    let Some(kept) = sender_selected::without_bcc(headers) else {
+        return (properties, message.raw_properties.clone(), extra_keys);
+    };
+    let properties = properties.with_headers(kept);
+    let mut raw = BytesMut::with_capacity(message.raw_properties.len());
+    encode::properties(&mut raw, &properties);
+    (properties, raw.freeze(), extra_keys)
 }

@@ -8,6 +8,7 @@ use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW}
 use crate::broker::delayed;
 use crate::broker::delivery::{enqueue, Enqueued};
 use crate::broker::exchange::{Exchange, RoutingInput};
+use crate::broker::field_types;
 use crate::broker::message::{check_expiration, Message};
 use crate::broker::queue::{consumer_priority, Queue};
 use crate::broker::reply_to;
@@ -16,7 +17,7 @@ use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use warren_amqp::protocol::basic as b;
-use warren_amqp::{encode, reply, AMQPClass, Content, ShortString};
+use warren_amqp::{encode, reply, AMQPClass, AMQPValue, Content, FieldTable, ShortString};
 
 /// A basic.publish that passed its checks, routed now or at tx.commit.
 #[derive(Debug)]
@@ -62,7 +63,9 @@ impl Connection {
                 exchange.name, self.vhost.name
             )));
         }
-        let (content, extra_keys) = self.rewrite(channel_id, content)?;
+        let held =
+            exchange.delayed && delayed::delay_of(content.properties.headers().as_ref()).is_some();
+        let (content, extra_keys) = self.rewrite(channel_id, content, held)?;
         let publication = Publication {
             exchange,
             exchange_name: m.exchange,
@@ -123,7 +126,9 @@ impl Connection {
         } = p;
         if exchange.delayed {
             if let Some(delay) = delayed::delay_of(content.properties.headers().as_ref()) {
-                // Held by the exchange until due; routed (and returned to nobody) then.
+                // Held by the exchange until due; routed (and returned to nobody) then. The
+                // message still has its BCC header (see `rewrite`), so the CC and BCC keys are
+                // worked out again at release and `extra_keys` is not needed here.
                 let message = Message::from_parts(
                     exchange_name,
                     routing_key,
@@ -207,25 +212,32 @@ impl Connection {
     }
 
     pub(super) fn basic_consume(&mut self, channel_id: u16, m: b::Consume) -> AmqpResult<()> {
+        // A reused tag is refused before the queue is looked at, as RabbitMQ does.
+        if self
+            .channel(channel_id)?
+            .consumers
+            .contains_key(&m.consumer_tag)
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{}'",
+                m.consumer_tag
+            )));
+        }
         let name = self.channel(channel_id)?.queue_name(&m.queue)?;
         if name.as_str() == reply_to::PSEUDO_QUEUE {
             return self.consume_replies(channel_id, m);
         }
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let what = format!("queue '{name}' in vhost '{}'", self.vhost.name);
-        let priority = consumer_priority(&m.arguments, &what)?;
+        let priority = consume_arguments(&m.arguments, &what)?;
         let (id, mailbox) = (self.id, self.mailbox.clone());
         let channel = self.channel(channel_id)?;
+        // A generated tag is unique, so only a client's tag could have been in use.
         let tag = if m.consumer_tag.as_str().is_empty() {
             generated_consumer_tag()
         } else {
             m.consumer_tag
         };
-        if channel.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag}'"
-            )));
-        }
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
             channel: channel_id,
@@ -523,6 +535,30 @@ impl Connection {
             queue.dispatch();
         }
     }
+}
+
+/// Checks a basic.consume's arguments as RabbitMQ does for a classic queue, in its order, and
+/// returns the consumer's priority. Arguments it does not know are ignored, as there.
+fn consume_arguments(args: &FieldTable, what: &str) -> AmqpResult<i64> {
+    let priority = consumer_priority(args, what)?;
+    let arguments = args.inner();
+    // No queue here is mirrored, so the argument has nothing to do; its type is still checked
+    // so that a client passing a bad one is told so, as RabbitMQ tells it.
+    if let Some(v) = arguments.get("x-cancel-on-ha-failover") {
+        if !matches!(v, AMQPValue::Boolean(_)) {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg 'x-cancel-on-ha-failover' for {what}: {{unacceptable_type,{}}}",
+                field_types::name(v)
+            )));
+        }
+    }
+    // Only stream queues read from an offset; every queue here is a classic one.
+    if arguments.contains_key("x-stream-offset") {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg 'x-stream-offset' for {what} of queue type rabbit_classic_queue"
+        )));
+    }
+    Ok(priority)
 }
 
 /// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
