@@ -8,9 +8,7 @@ use super::message::QueueEntry;
 use super::queue::QueueHooks;
 use super::vhost::VHost;
 use crate::store::refs::Refs;
-use crate::store::{
-    DedupRecord, EntryKey, EntryRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp,
-};
+use crate::store::{DedupRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,8 +18,88 @@ use tracing::{info, warn};
 /// The virtual hosts by name.
 pub type VHosts = DashMap<String, Arc<VHost>>;
 
-/// A durable queue's entries, per lane, in sequence order.
-type Lanes = BTreeMap<u8, Vec<(EntryKey, EntryRecord)>>;
+/// What recovery needs of one lane of a durable queue: the rest stays on disk.
+#[derive(Debug, Clone, Copy)]
+struct LaneSummary {
+    first: u64,
+    last: u64,
+    count: u64,
+}
+
+/// A durable queue's lanes by priority level.
+type Lanes = BTreeMap<u8, LaneSummary>;
+
+/// Entries that are removed while they are scanned, in batches of this many.
+const CLEANUP_BATCH: usize = 4096;
+
+/// What one pass over every stored entry finds.
+#[derive(Default)]
+struct Scan {
+    lanes: HashMap<u64, Lanes>,
+    /// The message id of every entry kept: sorted, it gives holder counts and orphans.
+    referenced: Vec<u64>,
+    max_queue_id: u64,
+    held: usize,
+    removed: usize,
+}
+
+/// Goes once over every entry: summarises the lanes of live queues, notes the messages
+/// they hold, and removes entries of paged-out transient messages and of queues that are
+/// gone. Memory stays proportional to the number of messages, 8 bytes each.
+fn scan_entries(
+    store: &dyn Store,
+    live: &HashMap<u64, &QueueRecord>,
+    dropped: &mut Vec<String>,
+) -> Result<Scan, StoreError> {
+    let mut scan = Scan::default();
+    let mut cleanup = Vec::new();
+    let unreadable = store.scan_entries(&mut |key, record| {
+        if key.queue == HELD_STORE_ID {
+            scan.referenced.push(record.message);
+            scan.held += 1;
+            return Ok(());
+        }
+        scan.max_queue_id = scan.max_queue_id.max(key.queue);
+        if record.transient || !live.contains_key(&key.queue) {
+            cleanup.push(StoreOp::RemoveEntry { key });
+            if cleanup.len() >= CLEANUP_BATCH {
+                scan.removed += cleanup.len();
+                store.apply(&cleanup)?;
+                cleanup.clear();
+            }
+            return Ok(());
+        }
+        scan.referenced.push(record.message);
+        let lane = scan.lanes.entry(key.queue).or_default();
+        lane.entry(key.lane)
+            .and_modify(|l| {
+                l.last = key.seq;
+                l.count += 1;
+            })
+            .or_insert(LaneSummary {
+                first: key.seq,
+                last: key.seq,
+                count: 1,
+            });
+        Ok(())
+    })?;
+    dropped.extend(unreadable);
+    scan.removed += cleanup.len();
+    store.apply(&cleanup)?;
+    scan.referenced.sort_unstable();
+    Ok(scan)
+}
+
+/// Holder counts above one (a message in several queues); one is what the store assumes.
+fn shared_holders(referenced: &[u64]) -> Refs {
+    let refs = Refs::default();
+    for run in referenced.chunk_by(|a, b| a == b) {
+        if run.len() > 1 {
+            refs.set(run[0], run.len() as u32);
+        }
+    }
+    refs
+}
 
 /// Recovers everything in `store`; returns the vhosts (at least "/") and the running store.
 pub fn recover(
@@ -31,31 +109,24 @@ pub fn recover(
 ) -> Result<(VHosts, Arc<StoreHandle>, Vec<Held>), StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
+    // From here on the store changes: until the next clean stop, it is not known clean.
+    store.apply(&[StoreOp::MarkClean(false)])?;
     let live: HashMap<u64, &QueueRecord> = recovered.queues.iter().map(|q| (q.id, q)).collect();
+    let scan = scan_entries(store.as_ref(), &live, &mut recovered.dropped)?;
+    let Scan {
+        mut lanes,
+        referenced,
+        held,
+        ..
+    } = scan;
+    let max_queue_id = recovered
+        .queues
+        .iter()
+        .map(|q| q.id)
+        .chain([scan.max_queue_id])
+        .max()
+        .unwrap_or(0);
     let mut cleanup = Vec::new();
-    let mut lanes: HashMap<u64, Lanes> = HashMap::new();
-    let mut holders: HashMap<u64, u32> = HashMap::new();
-    let mut max_queue_id = recovered.queues.iter().map(|q| q.id).max().unwrap_or(0);
-    let mut held_entries = Vec::new();
-    for (key, record) in std::mem::take(&mut recovered.entries) {
-        if key.queue == HELD_STORE_ID {
-            *holders.entry(record.message).or_default() += 1;
-            held_entries.push(record);
-            continue;
-        }
-        max_queue_id = max_queue_id.max(key.queue);
-        if record.transient || !live.contains_key(&key.queue) {
-            cleanup.push(StoreOp::RemoveEntry { key });
-            continue;
-        }
-        *holders.entry(record.message).or_default() += 1;
-        lanes
-            .entry(key.queue)
-            .or_default()
-            .entry(key.lane)
-            .or_default()
-            .push((key, record));
-    }
     let mut dedup_keys: HashMap<u64, Vec<DedupRecord>> = HashMap::new();
     for r in std::mem::take(&mut recovered.dedup_keys) {
         match live.contains_key(&r.queue) {
@@ -66,22 +137,14 @@ pub fn recover(
             }),
         }
     }
-    for id in store.message_ids()? {
-        if !holders.contains_key(&id) {
-            cleanup.push(StoreOp::RemoveMessage { id });
-        }
-    }
-    if !cleanup.is_empty() {
+    if scan.removed + cleanup.len() > 0 {
         info!(
-            "removing {} records left from before the restart",
-            cleanup.len()
+            "removed {} records left from before the restart",
+            scan.removed + cleanup.len()
         );
-        store.apply(&cleanup)?;
     }
-    let refs = Refs::default();
-    for (id, n) in &holders {
-        refs.set(*id, *n);
-    }
+    store.apply(&cleanup)?;
+    let refs = shared_holders(&referenced);
     let next_message = recovered.max_message_id + 1;
     let handle = Arc::new(StoreHandle::start(
         store.clone(),
@@ -89,6 +152,13 @@ pub fn recover(
         max_queue_id + 1,
         refs,
     ));
+    // Messages nothing holds (left by a crash between writes) are found and removed on the
+    // store thread after the broker is up: reading every message back would delay the start.
+    // After a clean stop there are none, unless entries were just removed (those of paged-out
+    // transient messages, which leave their messages behind).
+    if !recovered.clean || scan.removed > 0 {
+        handle.collect_orphans(referenced, recovered.max_message_id);
+    }
     let vhosts: VHosts = DashMap::new();
     let vhost = |name: &str| {
         vhosts
@@ -151,7 +221,7 @@ pub fn recover(
         recovered.bindings.len(),
         started.elapsed()
     );
-    let held = held_messages(store.as_ref(), &handle, held_entries)?;
+    let held = held_messages(store.as_ref(), &handle, held)?;
     Ok((vhosts, handle, held))
 }
 
@@ -171,13 +241,13 @@ fn refill(
     let mut out = Vec::new();
     let mut next_seq = 0;
     let mut count = 0;
-    for (lane, entries) in lanes {
-        let Some(first) = entries.first() else {
-            continue;
-        };
-        next_seq = next_seq.max(entries.last().map_or(0, |(k, _)| k.seq + 1));
+    for (lane, summary) in lanes {
+        next_seq = next_seq.max(summary.last + 1);
         let mut head = Vec::new();
-        for (key, record, message) in store.read_entries(r.id, lane, first.0.seq, window)? {
+        let (mut last_read, mut read) = (None, 0u64);
+        for (key, record, message) in store.read_entries(r.id, lane, summary.first, window)? {
+            last_read = Some(key.seq);
+            read += 1;
             match message {
                 Some(m) => head.push(QueueEntry {
                     seq: key.seq,
@@ -197,13 +267,13 @@ fn refill(
                 }
             }
         }
-        let on_disk = entries.len().saturating_sub(window);
-        let tail_start = entries.get(window).map_or(0, |(k, _)| k.seq);
-        count += (head.len() + on_disk) as u64;
+        let on_disk = summary.count.saturating_sub(read);
+        let tail_start = last_read.map_or(summary.first, |seq| seq + 1);
+        count += head.len() as u64 + on_disk;
         while out.len() < usize::from(lane) {
             out.push((Vec::new(), 0, 0));
         }
-        out.push((head, tail_start, on_disk as u64));
+        out.push((head, tail_start, on_disk));
     }
     Ok((out, next_seq, count))
 }
@@ -212,12 +282,12 @@ fn refill(
 fn held_messages(
     store: &dyn Store,
     handle: &StoreHandle,
-    entries: Vec<EntryRecord>,
+    count: usize,
 ) -> Result<Vec<Held>, StoreError> {
-    if entries.is_empty() {
+    if count == 0 {
         return Ok(Vec::new());
     }
-    let mut held = Vec::with_capacity(entries.len());
+    let mut held = Vec::with_capacity(count);
     for (key, record, message) in store.read_entries(HELD_STORE_ID, 0, 0, usize::MAX)? {
         match message {
             Some(m) => held.push(Held {

@@ -22,6 +22,7 @@ struct State {
     messages: BTreeMap<u64, Arc<Message>>,
     entries: BTreeMap<EntryKey, EntryRecord>,
     dedup: BTreeMap<(u64, Box<[u8]>), u64>,
+    clean: bool,
 }
 
 impl MemoryStore {
@@ -50,7 +51,6 @@ impl Store for MemoryStore {
             exchanges: s.exchanges.values().cloned().collect(),
             queues: s.queues.values().cloned().collect(),
             bindings: s.bindings.clone(),
-            entries: s.entries.iter().map(|(k, r)| (*k, *r)).collect(),
             max_message_id: s.messages.keys().next_back().copied().unwrap_or(0),
             dedup_keys: s
                 .dedup
@@ -62,6 +62,7 @@ impl Store for MemoryStore {
                 })
                 .collect(),
             dropped: Vec::new(),
+            clean: s.clean,
         })
     }
 
@@ -99,6 +100,7 @@ impl Store for MemoryStore {
                 StoreOp::RemoveEntry { key } => {
                     s.entries.remove(&key);
                 }
+                StoreOp::MarkClean(clean) => s.clean = clean,
                 StoreOp::PutDedupKey(r) => {
                     s.dedup.insert((r.queue, r.key), r.seen_at);
                 }
@@ -138,8 +140,30 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn message_ids(&self) -> Result<Vec<u64>, StoreError> {
-        Ok(self.state()?.messages.keys().copied().collect())
+    fn message_ids(&self, from: u64, max: usize) -> Result<Vec<u64>, StoreError> {
+        let s = self.state()?;
+        Ok(s.messages
+            .range(from..)
+            .take(max)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    fn scan_entries(
+        &self,
+        visit: &mut dyn FnMut(EntryKey, EntryRecord) -> Result<(), StoreError>,
+    ) -> Result<Vec<String>, StoreError> {
+        // Copied first: `visit` may apply changes, which takes the lock.
+        let entries: Vec<(EntryKey, EntryRecord)> = self
+            .state()?
+            .entries
+            .iter()
+            .map(|(k, r)| (*k, *r))
+            .collect();
+        for (key, record) in entries {
+            visit(key, record)?;
+        }
+        Ok(Vec::new())
     }
 
     fn take_entries(

@@ -133,6 +133,9 @@ pub enum StoreOp {
     RemoveEntry {
         key: EntryKey,
     },
+    /// Written as the last change before a clean stop, removed at start: when present at
+    /// start, nothing can be left of half-done changes, and the look for them is skipped.
+    MarkClean(bool),
     /// A deduplicating queue's key, kept so a retry after a restart is still recognised.
     PutDedupKey(DedupRecord),
     RemoveDedupKey {
@@ -176,12 +179,12 @@ pub struct Recovered {
     pub exchanges: Vec<ExchangeRecord>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingRecord>,
-    /// Every entry, in key order (so per queue and lane in sequence order).
-    pub entries: Vec<(EntryKey, EntryRecord)>,
     /// The largest message id in the store.
     pub max_message_id: u64,
     /// Deduplication keys of durable queues.
     pub dedup_keys: Vec<DedupRecord>,
+    /// The broker stopped cleanly, after everything it started was done.
+    pub clean: bool,
     /// Records that could not be read, with the reason: logged, never silently dropped.
     pub dropped: Vec<String>,
 }
@@ -192,8 +195,14 @@ pub type LoadedEntry = (EntryKey, EntryRecord, Option<Message>);
 
 /// A storage engine.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Reads definitions and entries back.
+    /// Reads definitions back (entries and messages stay on disk).
     fn load(&self) -> Result<Recovered, StoreError>;
+    /// Calls `visit` with every entry in key order (so per queue and lane in sequence order);
+    /// returns what could not be read. `visit` may apply changes to the store.
+    fn scan_entries(
+        &self,
+        visit: &mut dyn FnMut(EntryKey, EntryRecord) -> Result<(), StoreError>,
+    ) -> Result<Vec<String>, StoreError>;
     /// Applies changes in order; durable only after `sync`.
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// Makes everything applied so far durable (fsync).
@@ -206,8 +215,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: u64,
         max: usize,
     ) -> Result<Vec<LoadedEntry>, StoreError>;
-    /// The ids of every stored message.
-    fn message_ids(&self) -> Result<Vec<u64>, StoreError>;
+    /// Up to `max` ids of stored messages from `from` on, in order.
+    fn message_ids(&self, from: u64, max: usize) -> Result<Vec<u64>, StoreError>;
     /// Removes up to `max` entries from `first` to `last` (inclusive, in key order); returns
     /// them.
     fn take_entries(

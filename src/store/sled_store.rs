@@ -61,14 +61,20 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
     }
 }
 
+/// The definitions key present while the store is closed after a clean stop.
+const CLEAN_KEY: &[u8] = b"m\0clean";
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`. A store sled cannot open is an error, never a
     /// silent fresh start.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let config = sled::Config::new()
             .path(dir.join("store"))
-            // sled's default 1 GiB page cache is far more than a broker's working set needs.
-            .cache_capacity(64 * 1024 * 1024)
+            // A broker's hot pages are the ends of each queue's key range (appends at one end,
+            // acks at the other), so a small cache serves it. sled's in-memory pages take
+            // several times the size it counts against this: with 64 MiB, recovering 2M
+            // messages held 480 MB; with 16 MiB, about half of that.
+            .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .mode(sled::Mode::HighThroughput);
         let db = open_waiting_for_lock(&config)?;
@@ -93,6 +99,10 @@ impl SledStore {
                 Some(b'x') => serde_json::from_slice(&value).map(|r| out.exchanges.push(r)),
                 Some(b'q') => serde_json::from_slice(&value).map(|r| out.queues.push(r)),
                 Some(b'b') => serde_json::from_slice(&value).map(|r| out.bindings.push(r)),
+                _ if key.as_ref() == CLEAN_KEY => {
+                    out.clean = true;
+                    Ok(())
+                }
                 _ => {
                     out.dropped.push(format!("unknown definition {name}"));
                     Ok(())
@@ -115,15 +125,6 @@ impl Store for SledStore {
     fn load(&self) -> Result<Recovered, StoreError> {
         let mut out = Recovered::default();
         self.load_definitions(&mut out)?;
-        for item in self.entries.iter() {
-            let (key, value) = item.map_err(engine)?;
-            match (EntryKey::from_bytes(&key), EntryRecord::from_bytes(&value)) {
-                (Some(k), Some(r)) => out.entries.push((k, r)),
-                _ => out
-                    .dropped
-                    .push(format!("queue entry with a malformed key or value {key:?}")),
-            }
-        }
         for item in self.dedup.iter() {
             let (key, value) = item.map_err(engine)?;
             match DedupRecord::from_stored(&key, &value) {
@@ -188,6 +189,14 @@ impl Store for SledStore {
                 StoreOp::RemoveEntry { key } => {
                     self.entries.remove(key.to_bytes()).map_err(engine)?;
                 }
+                StoreOp::MarkClean(true) => {
+                    self.definitions
+                        .insert(CLEAN_KEY, &[1u8][..])
+                        .map_err(engine)?;
+                }
+                StoreOp::MarkClean(false) => {
+                    self.definitions.remove(CLEAN_KEY).map_err(engine)?;
+                }
                 StoreOp::PutDedupKey(r) => {
                     self.dedup
                         .insert(
@@ -241,15 +250,30 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn message_ids(&self) -> Result<Vec<u64>, StoreError> {
-        let mut ids = Vec::new();
-        for key in self.messages.iter().keys() {
+    fn message_ids(&self, from: u64, max: usize) -> Result<Vec<u64>, StoreError> {
+        let mut ids = Vec::with_capacity(max.min(4096));
+        for key in self.messages.range(from.to_be_bytes()..).keys().take(max) {
             let key = key.map_err(engine)?;
             if let Ok(id) = <[u8; 8]>::try_from(&key[..]) {
                 ids.push(u64::from_be_bytes(id));
             }
         }
         Ok(ids)
+    }
+
+    fn scan_entries(
+        &self,
+        visit: &mut dyn FnMut(EntryKey, EntryRecord) -> Result<(), StoreError>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut dropped = Vec::new();
+        for item in self.entries.iter() {
+            let (key, value) = item.map_err(engine)?;
+            match (EntryKey::from_bytes(&key), EntryRecord::from_bytes(&value)) {
+                (Some(k), Some(r)) => visit(k, r)?,
+                _ => dropped.push(format!("queue entry with a malformed key or value {key:?}")),
+            }
+        }
+        Ok(dropped)
     }
 
     fn take_entries(

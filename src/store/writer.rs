@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use tracing::error;
+use tracing::{error, info};
 
 /// Most operations applied between two syncs, so a flood cannot delay confirms indefinitely.
 const MAX_BATCH: usize = 16 * 1024;
@@ -72,6 +72,16 @@ impl Durable {
     }
 }
 
+/// Messages recovered at start: the ids entries hold (sorted), and the largest id then.
+/// Records up to it that are not held were left by a crash between two writes.
+#[derive(Debug)]
+pub struct OrphanScan {
+    pub held: Vec<u64>,
+    pub upto: u64,
+    next: u64,
+    removed: usize,
+}
+
 /// A range of entries, from `first` to `last` inclusive.
 #[derive(Debug, Clone, Copy)]
 pub struct EntryRange {
@@ -111,6 +121,8 @@ enum Request {
     },
     /// Removes a range of entries and releases their messages.
     DropEntries(EntryRange),
+    /// Removes the stored messages up to `upto` that no entry holds (see [`OrphanScan`]).
+    CollectOrphans(OrphanScan),
     Load {
         queue: u64,
         lane: u8,
@@ -197,6 +209,17 @@ impl StoreHandle {
     pub fn submit_delivered(&self, op: StoreOp, fresh: bool) {
         self.pending.fetch_add(1, Ordering::Relaxed);
         self.send(Request::Hold { op, fresh });
+    }
+
+    /// Removes the stored messages up to `upto` that are not in `held` (sorted), a chunk per
+    /// round.
+    pub fn collect_orphans(&self, held: Vec<u64>, upto: u64) {
+        self.send(Request::CollectOrphans(OrphanScan {
+            held,
+            upto,
+            next: 0,
+            removed: 0,
+        }));
     }
 
     /// Removes the entries of `range`, releasing their messages. A long range is removed a
@@ -294,6 +317,8 @@ struct Round {
     pings: Vec<mpsc::Sender<()>>,
     /// Entry ranges being removed, a chunk per round.
     drops: VecDeque<EntryRange>,
+    /// Messages left without holders being looked for, a chunk per round.
+    orphans: Option<OrphanScan>,
     /// Requests received so far: numbers held writes and barriers.
     received: u64,
     /// Something that adds to what is stored was applied since the last sync.
@@ -312,7 +337,7 @@ impl Worker {
         let mut round = Round::default();
         loop {
             let started = Instant::now();
-            let due = match round.drops.is_empty() {
+            let due = match round.drops.is_empty() && round.orphans.is_none() {
                 true => round.held.next_due(),
                 false => Some(started),
             };
@@ -349,6 +374,7 @@ impl Worker {
             } else {
                 result = result.and(self.drop_entries(&mut round, DROP_CHUNK));
             }
+            result = result.and(self.collect_orphans(&mut round));
             self.settle(writes);
             let synced = self.complete_barriers(&mut round, result);
             for p in round.pings.drain(..) {
@@ -360,6 +386,7 @@ impl Worker {
             if (!synced && !round.barriers.is_empty())
                 || !round.held.is_empty()
                 || !round.drops.is_empty()
+                || round.orphans.is_some()
             {
                 // Nothing made this round wait for the disk: let requests gather for a moment
                 // instead of waking up for each one.
@@ -367,10 +394,14 @@ impl Worker {
             }
         }
         round.held.release_due(None, &mut round.ops);
-        let result = self
+        let mut result = self
             .apply(&mut round)
-            .and_then(|()| self.drop_all(&mut round))
-            .and_then(|()| self.store.sync());
+            .and_then(|()| self.drop_all(&mut round));
+        if result.is_ok() && round.orphans.is_none() {
+            // Only once nothing is left to clean up: the next start relies on it.
+            result = self.store.apply(&[StoreOp::MarkClean(true)]);
+        }
+        let result = result.and_then(|()| self.store.sync());
         if let Err(e) = result {
             error!("final store sync failed: {e}");
         }
@@ -384,6 +415,7 @@ impl Worker {
         match request {
             Request::Op(op) => round.held.accept(order, op, now, &mut round.ops),
             Request::Hold { op, fresh } => round.held.hold(order, op, fresh, now, &mut round.ops),
+            Request::CollectOrphans(scan) => round.orphans = Some(scan),
             Request::DropEntries(range) => {
                 round.held.release_due(None, &mut round.ops);
                 self.apply(round)?;
@@ -426,6 +458,7 @@ impl Worker {
                 StoreOp::RemoveEntry { .. }
                     | StoreOp::RemoveMessage { .. }
                     | StoreOp::RemoveDedupKey { .. }
+                    | StoreOp::MarkClean(_)
             )
         });
         let result = self.store.apply(&round.ops);
@@ -472,6 +505,29 @@ impl Worker {
         }
         complete(done, !std::mem::take(&mut round.failed));
         synced
+    }
+
+    /// Looks at the next chunk of recovered messages, removing those nothing holds.
+    fn collect_orphans(&self, round: &mut Round) -> Result<(), StoreError> {
+        let Some(scan) = &mut round.orphans else {
+            return Ok(());
+        };
+        let ids = self.store.message_ids(scan.next, DROP_CHUNK)?;
+        let done = ids.len() < DROP_CHUNK || ids.last().is_none_or(|&id| id >= scan.upto);
+        let orphans: Vec<StoreOp> = ids
+            .iter()
+            .filter(|&&id| id <= scan.upto && scan.held.binary_search(&id).is_err())
+            .map(|&id| StoreOp::RemoveMessage { id })
+            .collect();
+        scan.next = ids.last().map_or(scan.next, |id| id + 1);
+        scan.removed += orphans.len();
+        if done {
+            if scan.removed > 0 {
+                info!("removed {} stored messages nothing held", scan.removed);
+            }
+            round.orphans = None;
+        }
+        self.store.apply(&orphans)
     }
 
     /// Removes every range waiting to be dropped.
@@ -588,13 +644,57 @@ mod tests {
         handle.drop_entries(EntryRange::queue(2));
         put(1, 0, 5 * DROP_CHUNK as u64);
         assert!(handle.sync_blocking());
-        let left: Vec<EntryKey> = store.load().unwrap().entries.iter().map(|e| e.0).collect();
+        let mut left = Vec::new();
+        store
+            .scan_entries(&mut |key, _| {
+                left.push(key);
+                Ok(())
+            })
+            .unwrap();
         let expected: Vec<u64> = (0..10)
             .chain(2 * DROP_CHUNK as u64..3 * DROP_CHUNK as u64)
             .chain([5 * DROP_CHUNK as u64])
             .collect();
         assert!(left.iter().all(|k| k.queue == 1 && k.lane == 0));
         assert_eq!(left.iter().map(|k| k.seq).collect::<Vec<_>>(), expected);
+        handle.close();
+    }
+
+    #[test]
+    fn orphans_up_to_the_recovered_ids_are_removed_in_the_background() {
+        use crate::broker::message::Message;
+        let store = Arc::new(MemoryStore::default());
+        let message = Arc::new(Message::from_parts(
+            "".into(),
+            "q".into(),
+            &Default::default(),
+            bytes::Bytes::new(),
+            bytes::Bytes::from_static(b"x"),
+        ));
+        let put = |id| StoreOp::PutMessage {
+            id,
+            message: message.clone(),
+        };
+        let ops: Vec<StoreOp> = (1..=3 * DROP_CHUNK as u64).map(put).collect();
+        store.apply(&ops).unwrap();
+        let held: Vec<u64> = (1..=3 * DROP_CHUNK as u64)
+            .filter(|id| id % 3 == 0)
+            .collect();
+        let upto = 3 * DROP_CHUNK as u64 - 1;
+        let handle = StoreHandle::start(store.clone(), upto + 1, 1, Refs::default());
+        handle.collect_orphans(held.clone(), upto);
+        let mut left = Vec::new();
+        for _ in 0..100 {
+            handle.ping_blocking();
+            left = store.message_ids(0, usize::MAX).unwrap();
+            if left.len() <= held.len() + 1 {
+                break;
+            }
+        }
+        let mut expected = held;
+        expected.push(3 * DROP_CHUNK as u64);
+        expected.dedup();
+        assert_eq!(left, expected, "held ones and those after `upto` stay");
         handle.close();
     }
 }
