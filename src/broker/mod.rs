@@ -59,7 +59,7 @@ impl Broker {
         let hooks = QueueHooks {
             dead_letters,
             timers,
-            memory,
+            memory: memory.clone(),
         };
         let (vhosts, store, recovered_held) = recovery::recover(store, config.queue_window, hooks)?;
         let (held, held_rx) = mpsc::unbounded_channel();
@@ -70,6 +70,7 @@ impl Broker {
             dead_letters: dead_letter_rx,
             timers: timer_rx,
             held: held_rx,
+            memory: Arc::downgrade(&memory),
         };
         Ok(Self {
             config,
@@ -94,6 +95,7 @@ impl Broker {
         ));
         tokio::spawn(timers::run(services.timers, Arc::downgrade(self)));
         tokio::spawn(delayed::run(services.held, Arc::downgrade(self)));
+        tokio::spawn(memory::trim_after_drains(services.memory));
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -117,4 +119,5 @@ struct Services {
     dead_letters: mpsc::UnboundedReceiver<dead_letter::DeadLetter>,
     timers: mpsc::UnboundedReceiver<timers::Wake>,
     held: mpsc::UnboundedReceiver<delayed::Held>,
+    memory: std::sync::Weak<memory::MemoryGauge>,
 }

@@ -1,11 +1,13 @@
 //! Writes the store thread holds back for a moment because they are likely to be undone.
 //!
-//! A persistent message handed straight to a consumer is usually acked a few milliseconds
-//! later; writing it, then deleting it, costs more than the delivery itself. So its entry is
-//! held for [`HOLD`], and a removal arriving in that time cancels both: nothing reaches the
-//! disk, and a publisher's confirm for it needs no sync (the message has been consumed). A
-//! message record is held until its first entry that is not held arrives, so messages that
-//! go to a queue without a waiting consumer are written at once, as before.
+//! A persistent message handed straight to a consumer (or queued behind a few others while
+//! consumers keep up) is usually acked a few milliseconds later; writing it, then deleting it,
+//! costs more than the delivery itself. So its entry is held for up to [`HOLD`], and a removal
+//! arriving in that time cancels both: nothing reaches the disk, and a publisher's confirm for
+//! it needs no sync (the message has been consumed). A message record is held until its first
+//! entry that is not held arrives, so messages that go to a queue without consumers are
+//! written at once. The store thread writes held records early when it is not busy (see
+//! `writer`), so a lone publisher waiting for each confirm never waits out the hold.
 //!
 //! Held writes are numbered with the order their requests arrived in, so a barrier knows
 //! whether anything sent before it is still held.
@@ -17,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a write is held back before it goes to disk anyway: long enough for a consumer's
-/// (multiple) ack of a message delivered at once to arrive, short enough to keep the confirm
-/// of a message that is not acked soon prompt.
-pub const HOLD: Duration = Duration::from_millis(10);
+/// (multiple) ack to arrive under load, when publishers keep many confirms outstanding and a
+/// confirm takes this long anyway; short enough to keep a confirm prompt when the ack is late.
+pub const HOLD: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Clone, Copy)]
 enum Slot {

@@ -36,6 +36,10 @@ use warren_amqp::{FieldTable, ShortString};
 /// Entries read back from disk per request.
 const LOAD_BATCH: usize = 1024;
 
+/// A persistent message queued behind fewer than this many, in a queue with consumers, is
+/// likely consumed within moments: its write is held back like a direct delivery's.
+const SOON_WITHIN: u64 = 1024;
+
 #[derive(Debug)]
 pub struct Queue {
     pub name: ShortString,
@@ -257,10 +261,13 @@ impl Queue {
                     expires: entry.expires,
                 };
                 let op = StoreOp::PutEntry { key, record };
-                match consumer {
-                    // Likely acked before it would reach the disk.
-                    Some(_) => s.store.submit_delivered(op, true),
-                    None => s.store.submit(op),
+                // Handed to a consumer now, or soon (consumers are keeping the queue short):
+                // likely acked before it would reach the disk.
+                let soon = consumer.is_some()
+                    || (!state.consumers.is_empty() && state.len() < SOON_WITHIN);
+                match soon {
+                    true => s.store.submit_delivered(op, true),
+                    false => s.store.submit(op),
                 }
             }
         }
