@@ -208,6 +208,11 @@ impl Connection {
             let reply = Arc::new(message.clone());
             self.send_replies(reply.routing_key.as_str(), &extra_keys, &reply);
         }
+        // The consumers of one of these queues are behind: stop reading for a moment. Not on a
+        // connection that consumes too: its own acks come in on what would not be read.
+        if self.flow.is_none() && self.channels.values().all(|c| c.consumers.is_empty()) {
+            self.flow = self.routed.iter().find(|q| q.flow.backlogged()).cloned();
+        }
         enqueue(&self.broker.store, message, &mut self.routed)
     }
 

@@ -85,6 +85,7 @@ pub async fn serve(
         closing: None,
         user: negotiated.user.clone(),
         cancel_notify: negotiated.cancel_notify,
+        flow: None,
     };
     let mut events = events;
     let end = connection.run(&mut events, shutdown).await;
@@ -173,6 +174,8 @@ pub(crate) struct Connection {
     closing: Option<AmqpError>,
     /// The client announced consumer_cancel_notify: it is told when its consumers are cancelled.
     cancel_notify: bool,
+    /// A queue this connection published to is backlogged: reading pauses until it drains.
+    flow: Option<Arc<Queue>>,
 }
 
 impl Connection {
@@ -192,6 +195,7 @@ impl Connection {
                 return self.finish_close().await;
             }
             let room = self.io.output.len() < OUTPUT_HIGH_WATER;
+            let flow = self.flow.clone();
             // While the store is behind, publishers stop being read (TCP pushes back on them).
             let congested = store.congested();
             tokio::select! {
@@ -207,7 +211,11 @@ impl Connection {
                 _ = store.relieved(), if congested => {
                     last_read = Instant::now();
                 }
-                read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested => {
+                _ = wait_for_flow(flow.as_deref()), if flow.is_some() => {
+                    self.flow = None;
+                    last_read = Instant::now();
+                }
+                read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested && flow.is_none() => {
                     if read? == 0 {
                         return Err(ConnectionEnd::Eof);
                     }
@@ -242,6 +250,13 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Waits for a backlogged queue to drain (or for the longest pause).
+async fn wait_for_flow(queue: Option<&Queue>) {
+    if let Some(queue) = queue {
+        queue.flow.drained().await;
     }
 }
 

@@ -62,6 +62,7 @@ impl Queue {
         }
         state.last_used = Instant::now();
         if state.consumers.is_empty() {
+            self.flow.update(state.len(), false);
             self.schedule_unused(&mut state);
         } else {
             // A single active consumer's successor takes over here.

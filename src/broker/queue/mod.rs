@@ -13,6 +13,7 @@
 mod args;
 mod consumers;
 mod dedup;
+pub mod flow;
 mod lane;
 mod paging;
 mod policy;
@@ -55,6 +56,8 @@ pub struct Queue {
     storage: Option<Storage>,
     /// Where dead letters and timer requests go.
     hooks: Option<QueueHooks>,
+    /// Whether publishers should pause for the consumers to catch up.
+    pub flow: flow::Flow,
     state: Mutex<QueueState>,
 }
 
@@ -148,6 +151,7 @@ impl Queue {
             args: QueueArgs::default(),
             storage: None,
             hooks: None,
+            flow: flow::Flow::default(),
             state: Mutex::new(state),
         }
     }
@@ -298,6 +302,7 @@ impl Queue {
         if expires != 0 {
             self.schedule_ms(&mut state, expires);
         }
+        self.flow.update(state.len(), !state.consumers.is_empty());
         PublishOutcome::Accepted
     }
 
@@ -398,6 +403,7 @@ impl Queue {
             };
             self.send(state, consumer, entry);
         }
+        self.flow.update(state.len(), !state.consumers.is_empty());
         self.request_loads(state);
     }
 
@@ -438,6 +444,7 @@ impl Queue {
                 s.store.drop_entries(range);
             }
         }
+        self.flow.update(0, false);
         n
     }
 
@@ -446,6 +453,7 @@ impl Queue {
     pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut state = self.state();
         state.deleted = true;
+        self.flow.update(0, false);
         let n = state.len() as u32;
         if let Some(s) = &self.storage {
             if self.durable {
