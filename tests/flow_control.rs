@@ -11,34 +11,21 @@ use std::time::Duration;
 
 const MESSAGES: usize = 5_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_and_acking_on_one_connection_gets_everything_through() {
-    let broker = TestBroker::start().await;
-    let conn = broker.connect().await;
-    let publisher = conn.create_channel().await.unwrap();
-    let consumer_ch = conn.create_channel().await.unwrap();
-    declare_queue(&publisher, "q").await;
-    // A small prefetch keeps the consumer behind, so the queue backlogs: the connection's acks
-    // must still be read.
-    consumer_ch
-        .basic_qos(10, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = consumer_ch
-        .basic_consume(
-            "q".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let publishing = tokio::spawn(async move {
-        for i in 0..MESSAGES {
-            publish(&publisher, "", "q", i.to_string().as_bytes()).await;
-        }
-        publisher
-    });
+/// Consumes "q" with a prefetch of 10, acking one by one.
+async fn consume_slowly(ch: &lapin::Channel) -> lapin::Consumer {
+    ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+    ch.basic_consume(
+        "q".into(),
+        "c".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Takes and acks MESSAGES deliveries, numbered in order.
+async fn receive_in_order(mut consumer: lapin::Consumer) {
     let received = async {
         for i in 0..MESSAGES {
             let delivery = consumer
@@ -53,6 +40,25 @@ async fn publishing_and_acking_on_one_connection_gets_everything_through() {
     tokio::time::timeout(Duration::from_secs(60), received)
         .await
         .expect("every message arrives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_acking_on_one_connection_gets_everything_through() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let publisher = conn.create_channel().await.unwrap();
+    let consumer_ch = conn.create_channel().await.unwrap();
+    declare_queue(&publisher, "q").await;
+    // A small prefetch keeps the consumer behind, so the queue backlogs: the connection's acks
+    // must still be read.
+    let consumer = consume_slowly(&consumer_ch).await;
+    let publishing = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            publish(&publisher, "", "q", i.to_string().as_bytes()).await;
+        }
+        publisher
+    });
+    receive_in_order(consumer).await;
     let publisher = publishing.await.unwrap();
     assert_eq!(queue_counts(&publisher, "q").await, (0, 1));
 }
@@ -63,19 +69,7 @@ async fn a_publisher_ahead_of_a_slow_consumer_still_gets_everything_through() {
     let (_pc, publisher) = broker.channel().await;
     let (_cc, consumer_ch) = broker.channel().await;
     declare_queue(&publisher, "q").await;
-    consumer_ch
-        .basic_qos(10, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = consumer_ch
-        .basic_consume(
-            "q".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let consumer = consume_slowly(&consumer_ch).await;
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -99,20 +93,7 @@ async fn a_publisher_ahead_of_a_slow_consumer_still_gets_everything_through() {
             assert!(confirm.await.expect("a confirm").is_ack());
         }
     });
-    let received = async {
-        for i in 0..MESSAGES {
-            let delivery = consumer
-                .next()
-                .await
-                .expect("a delivery")
-                .expect("no consumer error");
-            assert_eq!(delivery.data, i.to_string().as_bytes());
-            delivery.ack(BasicAckOptions::default()).await.unwrap();
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), received)
-        .await
-        .expect("every message arrives");
+    receive_in_order(consumer).await;
     within("every confirm", publishing)
         .await
         .expect("the publisher is done");
