@@ -6,8 +6,8 @@
 //! arriving in that time cancels both: nothing reaches the disk, and a publisher's confirm for
 //! it needs no sync (the message has been consumed). A message record is held until its first
 //! entry that is not held arrives, so messages that go to a queue without consumers are
-//! written at once. The store thread writes held records early when it is not busy (see
-//! `writer`), so a lone publisher waiting for each confirm never waits out the hold.
+//! written at once. The store thread writes held records at once while only a few confirms
+//! wait (see `writer`), so a publisher waiting for each confirm never waits out the hold.
 //!
 //! Held writes are numbered with the order their requests arrived in, so a barrier knows
 //! whether anything sent before it is still held.

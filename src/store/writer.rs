@@ -20,8 +20,8 @@ use tracing::{error, info};
 
 /// Most operations applied between two syncs, so a flood cannot delay confirms indefinitely.
 const MAX_BATCH: usize = 16 * 1024;
-/// Fewer writes per millisecond than this, with a publisher waiting: the store is not busy.
-const QUIET_RATE: u128 = 20;
+/// At most this many confirms waiting: held writes are written at once (see `run`).
+const FEW_CONFIRMS: usize = 16;
 /// Entries a round removes of a queue being deleted or purged.
 const DROP_CHUNK: usize = 1024;
 /// Shortest round when nothing waits for the disk, so requests are taken in batches.
@@ -337,7 +337,6 @@ struct Round {
 impl Worker {
     fn run(self, rx: mpsc::Receiver<Request>) {
         let mut round = Round::default();
-        let mut last_started = Instant::now();
         loop {
             let started = Instant::now();
             let due = match round.drops.is_empty() && round.orphans.is_none() {
@@ -368,17 +367,13 @@ impl Worker {
             }
             let now = Instant::now();
             let flush = std::mem::take(&mut round.flush) || round.stop;
-            // Holding writes back pays only under load. When few requests come in, a publisher
-            // waiting for a confirm would wait out the hold for nothing: write them now.
-            let since = started
-                .saturating_duration_since(last_started)
-                .as_micros()
-                .max(1);
-            last_started = started;
-            let quiet = !round.barriers.is_empty() && (writes as u128) * 1000 / since < QUIET_RATE;
+            // Holding writes back pays when publishers keep many confirms outstanding: they go
+            // on publishing meanwhile. A publisher with only a few outstanding would mostly
+            // wait out the hold: write them now.
+            let few_waiting = (1..=FEW_CONFIRMS).contains(&round.barriers.len());
             round
                 .held
-                .release_due((!flush && !quiet).then_some(now), &mut round.ops);
+                .release_due((!flush && !few_waiting).then_some(now), &mut round.ops);
             result = result.and(self.apply(&mut round));
             if flush {
                 result = result.and_then(|()| self.drop_all(&mut round));
