@@ -366,12 +366,23 @@ wait_quiet() {
     echo "$waited"
 }
 
-# meta NAME WAITED BUSY_BEFORE STARTED EXIT [EXTRA JSON FIELDS]: raw/NAME.meta
+# meta NAME WAITED BUSY_BEFORE STARTED EXIT [EXTRA JSON FIELDS]: NAME.meta
 meta() {
     local busy
     busy=$(awk -v b="$3" -v a="$(busy_seconds)" 'BEGIN { printf "%.2f", a - b }')
     printf '{"exit": %d, "wall_s": %d, "waited_quiet_s": %d, "machine_busy_s": %s%s}\n' \
-        "$5" $((SECONDS - $4)) "$2" "$busy" "${6:-}" >"$OUT/raw/$1.meta"
+        "$5" $((SECONDS - $4)) "$2" "$busy" "${6:-}" >"$WORK/$1.meta"
+}
+
+# A step writes its files in WORK and moves them into raw/ once it is complete, so that an
+# interrupted rerun into an existing OUT leaves the earlier run's files as they were.
+# keep NAME [SUFFIX...] (json err meta)
+keep() {
+    local name=$1 suffix suffixes=("${@:2}")
+    ((${#suffixes[@]})) || suffixes=(json err meta)
+    for suffix in "${suffixes[@]}"; do
+        if [[ -e $WORK/$name.$suffix ]]; then mv -f "$WORK/$name.$suffix" "$OUT/raw/"; fi
+    done
 }
 
 # --- measurements ---------------------------------------------------------------------------
@@ -387,18 +398,19 @@ perf() {
     busy=$(busy_seconds)
     # shellcheck disable=SC2086 # the flags are meant to split
     /usr/bin/time -f '%U %S' -o "$WORK/time" \
-        timeout "$PERF_TIMEOUT" $cmd >"$OUT/raw/$name.json" 2>"$OUT/raw/$name.err" || status=$?
+        timeout "$PERF_TIMEOUT" $cmd >"$WORK/$name.json" 2>"$WORK/$name.err" || status=$?
     meta "$name" "$waited" "$busy" "$started" "$status" \
         ", \"perf_cpu_s\": $(tail -1 "$WORK/time" | awk '{ printf "%.2f", $1 + $2 }')"
+    keep "$name"
     [[ $status == 0 ]] || log "$name: warren-perf exited $status"
     return 0
 }
 
-# RSS every second while PID lives, into raw/NAME.rss ("unix-time KiB").
+# RSS every second while PID lives, into NAME.rss ("unix-time KiB"); kept once PID is gone.
 sample_rss() {
     local name=$1 pid=$2
     (while alive "$pid"; do echo "$(date +%s) $(rss_kib "$pid")"; sleep 1; done) \
-        >"$OUT/raw/$name.rss" 2>/dev/null &
+        >"$WORK/$name.rss" 2>/dev/null &
     BACKGROUND+=($!)
 }
 
@@ -430,7 +442,7 @@ restart() {
     busy=$(busy_seconds)
     rm -f "$WORK/armed" "$WORK/t0"
     : >"$WORK/restart.log"
-    python3 -c "$POLLER" "${poll_args[@]}" >"$OUT/raw/$name.json" 2>"$OUT/raw/$name.err" &
+    python3 -c "$POLLER" "${poll_args[@]}" >"$WORK/$name.json" 2>"$WORK/$name.err" &
     local poller=$!
     BACKGROUND+=("$poller")
     until [[ -e $WORK/armed ]]; do alive "$poller" || break; sleep 0.05; done
@@ -448,6 +460,7 @@ restart() {
         RABBIT_PID=$(rabbit_find_pid)
     fi
     meta "$name" "$waited" "$busy" "$started" "$status" "$extra"
+    keep "$name"
     [[ $status == 0 ]] || log "$name: the queue did not report $TOTAL messages"
 }
 
@@ -515,6 +528,7 @@ warren_backlog() {
     perf backlog_warren "$WARREN_URI" "$WARREN_PID" "$BACKLOG_FLAGS"
     rss_after backlog_warren "$WARREN_PID"
     warren_stop
+    keep backlog_warren rss
     rm -rf "$WARREN_DATA"
     WARREN_DATA=""
 }
@@ -529,6 +543,7 @@ rabbit_backlog() {
     rss_after backlog_rabbitmq "$RABBIT_PID"
     grep -ih alarm "$RABBIT_BASE"/log/*.log >"$OUT/raw/backlog_rabbitmq.alarms" 2>/dev/null || true
     rabbit_stop
+    keep backlog_rabbitmq rss
     rabbit_keep_log rabbitmq-backlog
     rm -rf "$RABBIT_BASE"
     RABBIT_BASE=""
