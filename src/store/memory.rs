@@ -1,6 +1,7 @@
 //! A store in memory, for tests where disk is not the point. It keeps what a real store keeps,
 //! so a broker reopened on the same `MemoryStore` recovers like one reopened on disk.
 
+use super::paged::merge_lane;
 use super::{
     BindingRecord, DedupRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord,
     Recovered, Store, StoreError, StoreOp,
@@ -21,6 +22,8 @@ struct State {
     bindings: Vec<BindingRecord>,
     messages: BTreeMap<u64, Arc<Message>>,
     entries: BTreeMap<EntryKey, EntryRecord>,
+    /// Messages paged out that are not kept across a restart.
+    paged: BTreeMap<EntryKey, (EntryRecord, Message)>,
     dedup: BTreeMap<(u64, Box<[u8]>), u64>,
     clean: bool,
 }
@@ -46,7 +49,9 @@ fn copy(m: &Message) -> Message {
 
 impl Store for MemoryStore {
     fn load(&self) -> Result<Recovered, StoreError> {
-        let s = self.state()?;
+        let mut s = self.state()?;
+        // Paged messages do not outlive a run, as on disk.
+        s.paged.clear();
         Ok(Recovered {
             exchanges: s.exchanges.values().cloned().collect(),
             queues: s.queues.values().cloned().collect(),
@@ -100,6 +105,20 @@ impl Store for MemoryStore {
                 StoreOp::RemoveEntry { key } => {
                     s.entries.remove(&key);
                 }
+                StoreOp::PageOut {
+                    key,
+                    expires,
+                    redelivered,
+                    message,
+                } => {
+                    let record = EntryRecord {
+                        message: 0,
+                        redelivered,
+                        transient: true,
+                        expires,
+                    };
+                    s.paged.insert(key, (record, copy(&message)));
+                }
                 StoreOp::MarkClean(clean) => s.clean = clean,
                 StoreOp::PutDedupKey(r) => {
                     s.dedup.insert((r.queue, r.key), r.seen_at);
@@ -123,7 +142,7 @@ impl Store for MemoryStore {
         from: u64,
         max: usize,
     ) -> Result<Vec<LoadedEntry>, StoreError> {
-        let s = self.state()?;
+        let mut s = self.state()?;
         let range = EntryKey {
             queue,
             lane,
@@ -133,11 +152,18 @@ impl Store for MemoryStore {
             lane,
             seq: u64::MAX,
         };
-        Ok(s.entries
-            .range(range)
+        let stored = s
+            .entries
+            .range(range.clone())
             .take(max)
             .map(|(k, r)| (*k, *r, s.messages.get(&r.message).map(|m| copy(m))))
-            .collect())
+            .collect();
+        merge_lane(stored, max, |below| {
+            let next = s.paged.range(range.clone()).next().map(|(k, _)| *k);
+            Ok(next
+                .filter(|k| below.is_none_or(|b| k.seq < b))
+                .and_then(|k| s.paged.remove(&k).map(|(r, m)| (k, r, Some(m)))))
+        })
     }
 
     fn message_ids(&self, from: u64, max: usize) -> Result<Vec<u64>, StoreError> {
@@ -173,6 +199,10 @@ impl Store for MemoryStore {
         max: usize,
     ) -> Result<Vec<(EntryKey, EntryRecord)>, StoreError> {
         let mut s = self.state()?;
+        let paged: Vec<EntryKey> = s.paged.range(first..=last).map(|(k, _)| *k).collect();
+        for key in paged {
+            s.paged.remove(&key);
+        }
         let keys: Vec<EntryKey> = s
             .entries
             .range(first..=last)

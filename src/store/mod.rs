@@ -7,6 +7,7 @@
 
 mod held;
 pub mod memory;
+pub mod paged;
 pub mod refs;
 pub mod sled_store;
 pub mod writer;
@@ -133,6 +134,14 @@ pub enum StoreOp {
     RemoveEntry {
         key: EntryKey,
     },
+    /// A message paged out of memory that is not kept across a restart (transient, or in a
+    /// non-durable queue): written once, read back once, never synced.
+    PageOut {
+        key: EntryKey,
+        expires: u64,
+        redelivered: bool,
+        message: Arc<Message>,
+    },
     /// Written as the last change before a clean stop, removed at start: when present at
     /// start, nothing can be left of half-done changes, and the look for them is skipped.
     MarkClean(bool),
@@ -231,12 +240,25 @@ const MESSAGE_FORMAT: u8 = 1;
 
 /// The stored form of a message: format, exchange, routing key, properties, body.
 pub fn encode_message(message: &Message) -> Bytes {
+    let mut buf = BytesMut::with_capacity(encoded_len(message));
+    encode_message_into(&mut buf, message);
+    buf.freeze()
+}
+
+fn encoded_len(message: &Message) -> usize {
+    1 + 2
+        + message.exchange.as_str().len()
+        + message.routing_key.as_str().len()
+        + 4
+        + message.raw_properties.len()
+        + message.body.len()
+}
+
+/// Appends a message's stored form to `buf`.
+pub fn encode_message_into(buf: &mut impl BufMut, message: &Message) {
     let (x, rk) = (
         message.exchange.as_str().as_bytes(),
         message.routing_key.as_str().as_bytes(),
-    );
-    let mut buf = BytesMut::with_capacity(
-        1 + 2 + x.len() + rk.len() + 4 + message.raw_properties.len() + message.body.len(),
     );
     buf.put_u8(MESSAGE_FORMAT);
     buf.put_u8(x.len() as u8);
@@ -246,7 +268,6 @@ pub fn encode_message(message: &Message) -> Bytes {
     buf.put_u32(message.raw_properties.len() as u32);
     buf.put_slice(&message.raw_properties);
     buf.put_slice(&message.body);
-    buf.freeze()
 }
 
 /// Reads a stored message back; `None` if the bytes are not one.

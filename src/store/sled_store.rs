@@ -2,13 +2,16 @@
 //! arguments in their AMQP wire form), `messages` (id → encoded message, stored once however
 //! many queues hold it), `entries` ([`EntryKey`] → [`EntryRecord`]), so each queue lane is
 //! one ordered key range that paging reads back in order, and `dedup` (queue id and
-//! deduplication key → when it was seen).
+//! deduplication key → when it was seen). Messages paged out that are not kept across a
+//! restart go to plain files beside it ([`PagedFiles`]).
 
+use super::paged::{merge_lane, PagedFiles};
 use super::{
     decode_message, encode_message, BindingRecord, DedupRecord, EntryKey, EntryRecord, LoadedEntry,
     Recovered, Store, StoreError, StoreOp,
 };
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug)]
 pub struct SledStore {
@@ -17,6 +20,7 @@ pub struct SledStore {
     messages: sled::Tree,
     entries: sled::Tree,
     dedup: sled::Tree,
+    paged: Mutex<PagedFiles>,
 }
 
 fn engine(e: sled::Error) -> StoreError {
@@ -82,13 +86,19 @@ impl SledStore {
         let messages = db.open_tree("messages").map_err(engine)?;
         let entries = db.open_tree("entries").map_err(engine)?;
         let dedup = db.open_tree("dedup").map_err(engine)?;
+        let paged = Mutex::new(PagedFiles::open(&dir.join("paged"))?);
         Ok(Self {
             db,
             definitions,
             messages,
             entries,
             dedup,
+            paged,
         })
+    }
+
+    fn paged(&self) -> Result<MutexGuard<'_, PagedFiles>, StoreError> {
+        self.paged.lock().map_err(|_| StoreError::Closed)
     }
 
     fn load_definitions(&self, out: &mut Recovered) -> Result<(), StoreError> {
@@ -143,6 +153,7 @@ impl Store for SledStore {
     }
 
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let mut paged = None;
         for op in ops {
             match op {
                 StoreOp::PutExchange(r) => {
@@ -189,6 +200,18 @@ impl Store for SledStore {
                 StoreOp::RemoveEntry { key } => {
                     self.entries.remove(key.to_bytes()).map_err(engine)?;
                 }
+                StoreOp::PageOut {
+                    key,
+                    expires,
+                    redelivered,
+                    message,
+                } => {
+                    let files = match &mut paged {
+                        Some(files) => files,
+                        None => paged.insert(self.paged()?),
+                    };
+                    files.append(*key, *expires, *redelivered, message)?;
+                }
                 StoreOp::MarkClean(true) => {
                     self.definitions
                         .insert(CLEAN_KEY, &[1u8][..])
@@ -212,7 +235,10 @@ impl Store for SledStore {
                 }
             }
         }
-        Ok(())
+        match paged {
+            Some(mut files) => files.flush(),
+            None => Ok(()),
+        }
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -238,16 +264,17 @@ impl Store for SledStore {
             seq: u64::MAX,
         }
         .to_bytes();
-        let mut out = Vec::with_capacity(max.min(4096));
+        let mut stored = Vec::with_capacity(max.min(4096));
         for item in self.entries.range(start..=end).take(max) {
             let (k, v) = item.map_err(engine)?;
             let (Some(key), Some(record)) = (EntryKey::from_bytes(&k), EntryRecord::from_bytes(&v))
             else {
                 continue;
             };
-            out.push((key, record, self.message(record.message)?));
+            stored.push((key, record, self.message(record.message)?));
         }
-        Ok(out)
+        let mut paged = self.paged()?;
+        merge_lane(stored, max, |below| paged.next_below(queue, lane, below))
     }
 
     fn message_ids(&self, from: u64, max: usize) -> Result<Vec<u64>, StoreError> {
@@ -282,6 +309,7 @@ impl Store for SledStore {
         last: EntryKey,
         max: usize,
     ) -> Result<Vec<(EntryKey, EntryRecord)>, StoreError> {
+        self.paged()?.drop_range(first, last)?;
         let mut batch = sled::Batch::default();
         let mut taken = Vec::new();
         for item in self

@@ -457,7 +457,11 @@ impl Worker {
         if round.ops.is_empty() {
             return Ok(());
         }
-        round.unsynced = true;
+        // Paged messages are not kept across a restart: they never need a sync.
+        round.unsynced |= round
+            .ops
+            .iter()
+            .any(|op| !matches!(op, StoreOp::PageOut { .. }));
         round.unsynced_puts |= round.ops.iter().any(|op| {
             !matches!(
                 op,
@@ -465,6 +469,7 @@ impl Worker {
                     | StoreOp::RemoveMessage { .. }
                     | StoreOp::RemoveDedupKey { .. }
                     | StoreOp::MarkClean(_)
+                    | StoreOp::PageOut { .. }
             )
         });
         let result = self.store.apply(&round.ops);

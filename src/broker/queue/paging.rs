@@ -50,25 +50,19 @@ impl Queue {
     }
 
     /// Writes an entry to disk instead of keeping it in memory.
-    pub(super) fn page_out(&self, state: &mut QueueState, mut entry: QueueEntry) {
+    pub(super) fn page_out(&self, state: &mut QueueState, entry: QueueEntry) {
         let Some((s, key)) = self.key(&entry) else {
             return;
         };
         if entry.disk == 0 {
-            // Not stored yet (transient, or this queue is not durable): a copy of its own,
-            // thrown away at the next start.
-            entry.disk = s.store.next_message_id();
-            s.store.submit(StoreOp::PutMessage {
-                id: entry.disk,
+            // Not stored (transient, or this queue is not durable): written to the store's
+            // paged files, read back once, thrown away at the next start.
+            s.store.submit(StoreOp::PageOut {
+                key,
+                expires: entry.expires,
+                redelivered: entry.redelivered,
                 message: entry.message.clone(),
             });
-            let record = EntryRecord {
-                message: entry.disk,
-                redelivered: entry.redelivered,
-                transient: true,
-                expires: entry.expires,
-            };
-            s.store.submit(StoreOp::PutEntry { key, record });
         }
         state.lanes[usize::from(entry.lane)].paged(entry.seq);
     }
