@@ -25,7 +25,8 @@ async fn consume_slowly(ch: &lapin::Channel) -> lapin::Consumer {
 }
 
 /// Takes and acks MESSAGES deliveries, numbered in order.
-async fn receive_in_order(mut consumer: lapin::Consumer) {
+/// The consumer is borrowed: dropping it would cancel it, and the tests count it afterwards.
+async fn receive_in_order(consumer: &mut lapin::Consumer) {
     let received = async {
         for i in 0..MESSAGES {
             let delivery = consumer
@@ -51,14 +52,14 @@ async fn publishing_and_acking_on_one_connection_gets_everything_through() {
     declare_queue(&publisher, "q").await;
     // A small prefetch keeps the consumer behind, so the queue backlogs: the connection's acks
     // must still be read.
-    let consumer = consume_slowly(&consumer_ch).await;
+    let mut consumer = consume_slowly(&consumer_ch).await;
     let publishing = tokio::spawn(async move {
         for i in 0..MESSAGES {
             publish(&publisher, "", "q", i.to_string().as_bytes()).await;
         }
         publisher
     });
-    receive_in_order(consumer).await;
+    receive_in_order(&mut consumer).await;
     let publisher = publishing.await.unwrap();
     assert_eq!(queue_counts(&publisher, "q").await, (0, 1));
 }
@@ -69,7 +70,7 @@ async fn a_publisher_ahead_of_a_slow_consumer_still_gets_everything_through() {
     let (_pc, publisher) = broker.channel().await;
     let (_cc, consumer_ch) = broker.channel().await;
     declare_queue(&publisher, "q").await;
-    let consumer = consume_slowly(&consumer_ch).await;
+    let mut consumer = consume_slowly(&consumer_ch).await;
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -93,7 +94,7 @@ async fn a_publisher_ahead_of_a_slow_consumer_still_gets_everything_through() {
             assert!(confirm.await.expect("a confirm").is_ack());
         }
     });
-    receive_in_order(consumer).await;
+    receive_in_order(&mut consumer).await;
     within("every confirm", publishing)
         .await
         .expect("the publisher is done");

@@ -1,5 +1,6 @@
 //! A published message as the queues hold it: shared by every queue it was routed to.
 
+use crate::store::{EntryKey, EntryRecord};
 use bytes::Bytes;
 use std::sync::Arc;
 use warren_amqp::{BasicProperties, ShortString};
@@ -95,6 +96,19 @@ impl QueueEntry {
             lane: 0,
             disk: 0,
             expires: 0,
+        }
+    }
+
+    /// An entry read back from the store with its message (`record.message` is the stored
+    /// copy's id, 0 for a message paged out without one).
+    pub fn from_stored(key: EntryKey, record: EntryRecord, message: Message) -> Self {
+        Self {
+            seq: key.seq,
+            message: Arc::new(message.with_store_id(record.message)),
+            redelivered: record.redelivered,
+            lane: key.lane,
+            disk: record.message,
+            expires: record.expires,
         }
     }
 

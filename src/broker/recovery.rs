@@ -249,17 +249,11 @@ fn refill(
             last_read = Some(key.seq);
             read += 1;
             match message {
-                Some(m) => head.push(QueueEntry {
-                    seq: key.seq,
-                    message: Arc::new(m.with_store_id(record.message)),
-                    redelivered: record.redelivered,
-                    lane,
-                    disk: record.message,
-                    expires: record.expires,
-                }),
+                Some(m) => head.push(QueueEntry::from_stored(key, record, m)),
                 None => {
                     dropped.push(format!(
-                        "queue '{}': entry {} names missing message {}",
+                        "queue '{}': entry {} names message {}, which is not on disk (a crash \
+                         cut its write short before it was confirmed, or the store is damaged)",
                         r.name, key.seq, record.message
                     ));
                     handle.submit(StoreOp::RemoveEntry { key });

@@ -180,6 +180,13 @@ mod tests {
         ))
     }
 
+    fn put_message(id: u64) -> StoreOp {
+        StoreOp::PutMessage {
+            id,
+            message: message(),
+        }
+    }
+
     fn entry(seq: u64, message: u64) -> (EntryKey, EntryRecord) {
         (
             EntryKey {
@@ -212,15 +219,7 @@ mod tests {
     fn an_acked_delivery_never_reaches_the_disk() {
         let (mut held, mut out, now) = (Held::default(), Vec::new(), Instant::now());
         let (key, record) = entry(1, 7);
-        held.accept(
-            1,
-            StoreOp::PutMessage {
-                id: 7,
-                message: message(),
-            },
-            now,
-            &mut out,
-        );
+        held.accept(1, put_message(7), now, &mut out);
         held.hold(2, StoreOp::PutEntry { key, record }, true, now, &mut out);
         let marked = EntryRecord {
             redelivered: true,
@@ -250,15 +249,7 @@ mod tests {
     fn a_message_is_written_before_its_first_entry_that_is_not_held() {
         let (mut held, mut out, now) = (Held::default(), Vec::new(), Instant::now());
         let (key, record) = entry(1, 7);
-        held.accept(
-            1,
-            StoreOp::PutMessage {
-                id: 7,
-                message: message(),
-            },
-            now,
-            &mut out,
-        );
+        held.accept(1, put_message(7), now, &mut out);
         assert!(out.is_empty());
         held.accept(2, StoreOp::PutEntry { key, record }, now, &mut out);
         assert_eq!(kinds(&out), ["PutMessage", "PutEntry"]);
@@ -270,26 +261,10 @@ mod tests {
         let (mut held, mut out, now) = (Held::default(), Vec::new(), Instant::now());
         let (key, record) = entry(1, 7);
         let (other, other_record) = entry(2, 8);
-        held.accept(
-            1,
-            StoreOp::PutMessage {
-                id: 7,
-                message: message(),
-            },
-            now,
-            &mut out,
-        );
+        held.accept(1, put_message(7), now, &mut out);
         held.hold(2, StoreOp::PutEntry { key, record }, true, now, &mut out);
         let later = now + HOLD / 2;
-        held.accept(
-            3,
-            StoreOp::PutMessage {
-                id: 8,
-                message: message(),
-            },
-            later,
-            &mut out,
-        );
+        held.accept(3, put_message(8), later, &mut out);
         held.hold(
             4,
             StoreOp::PutEntry {

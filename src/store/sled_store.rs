@@ -1,9 +1,15 @@
-//! The sled-backed store. Four trees: `definitions` (exchanges, queues, bindings as JSON, with
-//! arguments in their AMQP wire form), `messages` (id → encoded message, stored once however
-//! many queues hold it), `entries` ([`EntryKey`] → [`EntryRecord`]), so each queue lane is
-//! one ordered key range that paging reads back in order, and `dedup` (queue id and
-//! deduplication key → when it was seen). Messages paged out that are not kept across a
-//! restart go to plain files beside it ([`PagedFiles`]).
+//! The sled-backed store, in two sled instances under the data directory.
+//!
+//! `store` holds three trees: `definitions` (exchanges, queues, bindings as JSON, with
+//! arguments in their AMQP wire form), `entries` ([`EntryKey`] → [`EntryRecord`]), so each
+//! queue lane is one ordered key range that paging reads back in order, and `dedup` (queue id
+//! and deduplication key → when it was seen). `messages` holds the message bodies (id →
+//! encoded message, stored once however many queues hold it). Kept apart, the entries fill a
+//! small file of their own, so recovery reads them sequentially instead of picking them out
+//! of gigabytes of bodies.
+//!
+//! Messages paged out that are not kept across a restart go to plain files beside them
+//! ([`PagedFiles`]).
 
 use super::paged::{merge_lane, PagedFiles};
 use super::{
@@ -16,6 +22,8 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
+    /// A sled instance of its own (see the module documentation).
+    bodies: sled::Db,
     definitions: sled::Tree,
     messages: sled::Tree,
     entries: sled::Tree,
@@ -65,6 +73,40 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
     }
 }
 
+/// Moves message records of a store written before bodies had their own sled instance.
+fn move_legacy_messages(
+    db: &sled::Db,
+    bodies: &sled::Db,
+    messages: &sled::Tree,
+) -> Result<(), StoreError> {
+    if !db
+        .tree_names()
+        .iter()
+        .any(|name| name.as_ref() == b"messages")
+    {
+        return Ok(());
+    }
+    let legacy = db.open_tree("messages").map_err(engine)?;
+    if !legacy.is_empty() {
+        tracing::info!("moving {} stored messages to their own file", legacy.len());
+        let mut batch = sled::Batch::default();
+        for (n, item) in legacy.iter().enumerate() {
+            let (k, v) = item.map_err(engine)?;
+            batch.insert(k, v);
+            if n % 10_000 == 9_999 {
+                messages
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(engine)?;
+            }
+        }
+        messages.apply_batch(batch).map_err(engine)?;
+        bodies.flush().map_err(engine)?;
+    }
+    db.drop_tree("messages").map_err(engine)?;
+    db.flush().map_err(engine)?;
+    Ok(())
+}
+
 /// The definitions key present while the store is closed after a clean stop.
 const CLEAN_KEY: &[u8] = b"m\0clean";
 
@@ -72,23 +114,28 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`. A store sled cannot open is an error, never a
     /// silent fresh start.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(dir.join("store"))
-            // A broker's hot pages are the ends of each queue's key range (appends at one end,
-            // acks at the other), so a small cache serves it. sled's in-memory pages take
-            // several times the size it counts against this: with 64 MiB, recovering 2M
-            // messages held 480 MB; with 16 MiB, about half of that.
-            .cache_capacity(16 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .mode(sled::Mode::HighThroughput);
-        let db = open_waiting_for_lock(&config)?;
+        // A broker's hot pages are the ends of each queue's key range (appends at one end,
+        // acks at the other), so a small cache serves it. sled's in-memory pages take several
+        // times the size it counts against this: with 64 MiB, recovering 2M messages held
+        // 480 MB; with 16 MiB, about half of that.
+        let config = |name: &str, cache: u64| {
+            sled::Config::new()
+                .path(dir.join(name))
+                .cache_capacity(cache)
+                .flush_every_ms(Some(1000))
+                .mode(sled::Mode::HighThroughput)
+        };
+        let db = open_waiting_for_lock(&config("store", 8 * 1024 * 1024))?;
+        let bodies = open_waiting_for_lock(&config("messages", 16 * 1024 * 1024))?;
         let definitions = db.open_tree("definitions").map_err(engine)?;
-        let messages = db.open_tree("messages").map_err(engine)?;
+        let messages = bodies.open_tree("messages").map_err(engine)?;
         let entries = db.open_tree("entries").map_err(engine)?;
         let dedup = db.open_tree("dedup").map_err(engine)?;
+        move_legacy_messages(&db, &bodies, &messages)?;
         let paged = Mutex::new(PagedFiles::open(&dir.join("paged"))?);
         Ok(Self {
             db,
+            bodies,
             definitions,
             messages,
             entries,
@@ -242,7 +289,16 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(engine)
+        // Both at once: the bodies' flush runs on sled's thread pool (`zip` polls it first,
+        // which starts it) while this thread flushes the entries, so a sync waits for the
+        // slower of the two, not their sum. An entry that reaches the disk before its message
+        // (a crash in between) belongs to a message never confirmed: recovery drops it and
+        // says so.
+        let (bodies, entries) = futures_lite::future::block_on(futures_lite::future::zip(
+            self.bodies.flush_async(),
+            async { self.db.flush() },
+        ));
+        entries.and(bodies).map(|_| ()).map_err(engine)
     }
 
     fn read_entries(
@@ -327,5 +383,72 @@ impl Store for SledStore {
         }
         self.entries.apply_batch(batch).map_err(engine)?;
         Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    #[test]
+    fn messages_of_a_store_from_before_the_split_are_moved_to_their_own_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let props = warren_amqp::BasicProperties::default().with_delivery_mode(2);
+        let mut raw = bytes::BytesMut::new();
+        warren_amqp::encode::properties(&mut raw, &props);
+        let message = Message::from_parts(
+            "".into(),
+            "q".into(),
+            &props,
+            raw.freeze(),
+            Bytes::from_static(b"kept"),
+        );
+        let key = EntryKey {
+            queue: 1,
+            lane: 0,
+            seq: 0,
+        };
+        let record = EntryRecord {
+            message: 9,
+            redelivered: false,
+            transient: false,
+            expires: 0,
+        };
+        {
+            // The earlier layout: messages in a tree of the one instance.
+            let db = sled::open(dir.path().join("store")).unwrap();
+            let legacy = db.open_tree("messages").unwrap();
+            legacy
+                .insert(9u64.to_be_bytes(), encode_message(&message).as_ref())
+                .unwrap();
+            let entries = db.open_tree("entries").unwrap();
+            entries
+                .insert(key.to_bytes(), &record.to_bytes()[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        for reopened in 0..2 {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert!(!store
+                .db
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"messages"));
+            assert_eq!(store.load().unwrap().max_message_id, 9 + reopened);
+            let read = store.read_entries(1, 0, 0, 10).unwrap();
+            assert_eq!(read.len(), 1);
+            let body = read[0].2.as_ref().map(|m| m.body.clone());
+            assert_eq!(body, Some(Bytes::from_static(b"kept")));
+            store
+                .apply(&[StoreOp::PutMessage {
+                    id: 10,
+                    message: Arc::new(message.clone()),
+                }])
+                .unwrap();
+            store.sync().unwrap();
+        }
     }
 }

@@ -117,14 +117,7 @@ impl Queue {
         let mut entries = Vec::with_capacity(loaded.len());
         for (key, record, message) in loaded {
             match message {
-                Some(m) => entries.push(QueueEntry {
-                    seq: key.seq,
-                    message: Arc::new(m.with_store_id(record.message)),
-                    redelivered: record.redelivered,
-                    lane,
-                    disk: record.message,
-                    expires: record.expires,
-                }),
+                Some(m) => entries.push(QueueEntry::from_stored(key, record, m)),
                 None => error!(
                     "queue '{}': message {} of entry {} is missing from disk; dropped",
                     self.name, record.message, key.seq
