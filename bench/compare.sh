@@ -16,8 +16,13 @@
 # readings need a RabbitMQ node restarted before each run, since the VM keeps memory an
 # earlier run grew, such as S8's backlog, for minutes), RABBIT_PORT (5673),
 # WARREN_PORT (5690), WARREN_HTTP_PORT (15690), PERF_TIMEOUT seconds per run (600),
-# QUIET_MAX cores busy (0.3) and QUIET_WAIT seconds (300): before each run, wait up to
-# QUIET_WAIT for the rest of the machine to use less than QUIET_MAX cores.
+# QUIET_MAX cores busy (0.3), STEAL_MAX (0.05) and QUIET_WAIT seconds (300): before each run,
+# wait up to QUIET_WAIT for the rest of the machine to use less than QUIET_MAX cores, and, on a
+# virtual machine, for the host to take less than STEAL_MAX of the CPU time a one-second busy
+# probe on every core asks for (steal time: a host that takes the cores away for milliseconds
+# at a time decides S7's p99 more than either broker does). A run of LATENCY_SCENARIOS ("S7")
+# during which the host stole more than STEAL_RUN_MAX CPU-s (0.2) is repeated, up to RETRIES
+# attempts (5) in all; the last attempt counts, and raw/*.meta records its steal and attempt.
 #
 # The machine may be shared (builds, tests): each run's raw/*.meta.json records the machine's
 # busy CPU-s during the run and warren-perf's own, so summarize.py can show what else ran.
@@ -36,6 +41,10 @@ PERF_TIMEOUT=${PERF_TIMEOUT:-600}
 RABBIT_FRESH=${RABBIT_FRESH:-"S8 S9"}
 QUIET_MAX=${QUIET_MAX:-0.3}
 QUIET_WAIT=${QUIET_WAIT:-300}
+STEAL_MAX=${STEAL_MAX:-0.05}
+LATENCY_SCENARIOS=${LATENCY_SCENARIOS:-"S7"}
+STEAL_RUN_MAX=${STEAL_RUN_MAX:-0.2}
+RETRIES=${RETRIES:-5}
 
 PERF=target/release/warren-perf
 WARREN=target/release/warren
@@ -159,18 +168,39 @@ trap 'exit 130' INT TERM
 # Busy CPU-s of the whole machine since boot: user nice system irq softirq steal, USER_HZ 100.
 busy_seconds() { awk '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / 100}' /proc/stat; }
 
-# Waits until the machine used less than QUIET_MAX cores over one second; prints seconds waited.
+# CPU-s the host has taken from this machine since boot (steal time, USER_HZ 100).
+steal_seconds() { awk '/^cpu / {printf "%.2f\n", $9 / 100}' /proc/stat; }
+
+# The share of a one-second busy loop on every core that the host took (0 on bare metal).
+steal_share() {
+    local before after cores
+    cores=$(nproc)
+    before=$(awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    for ((i = 0; i < cores; i++)); do timeout 1 sh -c 'while :; do :; done' & done
+    wait
+    after=$(awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
+    awk -v b="$before" -v a="$after" 'BEGIN {
+        split(b, x, " "); split(a, y, " ");
+        printf "%.3f\n", (y[2] > x[2]) ? (y[1] - x[1]) / (y[2] - x[2]) : 0 }'
+}
+
+# Waits until the machine used less than QUIET_MAX cores over one second and the host steals
+# less than STEAL_MAX; prints seconds waited.
 wait_quiet() {
-    local waited=0 before after
+    local waited=0 before after steal
     while :; do
         before=$(busy_seconds)
         sleep 1
         after=$(busy_seconds)
         if awk -v b="$before" -v a="$after" -v m="$QUIET_MAX" 'BEGIN { exit !(a - b < m) }'; then
-            break
+            steal=$(steal_share)
+            if awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN { exit !(s < m) }'; then
+                break
+            fi
+            ((waited += 1))
         fi
         ((++waited < QUIET_WAIT)) || { log "machine still busy after ${QUIET_WAIT}s; running"; break; }
-        ((waited % 30)) || log "waiting for a quiet machine (${waited}s, $(awk -v b="$before" -v a="$after" 'BEGIN { printf "%.2f", a - b }') cores busy)"
+        ((waited % 30)) || log "waiting for a quiet machine (${waited}s, $(awk -v b="$before" -v a="$after" 'BEGIN { printf "%.2f", a - b }') cores busy, host steal ${steal:-?})"
     done
     echo "$waited"
 }
@@ -191,24 +221,44 @@ run() {
     # shellcheck disable=SC2086 # the flags are meant to split
     local cmd="$PERF ${FLAGS[$scenario]} --uri $uri --broker-pid $pid --json"
     echo "$cmd" >>"$OUT/commands.txt"
-    local waited
-    waited=$(wait_quiet)
-    log "$scenario $broker run $n"
-    local started=$SECONDS status=0 busy_before busy_after
+    local waited attempt=1 steal
+    while :; do
+        waited=$(wait_quiet)
+        log "$scenario $broker run $n$( ((attempt == 1)) || echo ", attempt $attempt")"
+        steal=$(measure "$scenario" "$broker" "$n" "$cmd" "$base" "$waited" "$attempt")
+        # Latency runs the host interrupted are repeated: their tail is the host's, not the
+        # broker's (see STEAL_RUN_MAX).
+        [[ " $LATENCY_SCENARIOS " == *" $scenario "* ]] || break
+        awk -v s="$steal" -v m="$STEAL_RUN_MAX" 'BEGIN { exit !(s > m) }' || break
+        ((attempt < RETRIES)) || { log "host steal stayed high; keeping the last attempt"; break; }
+        log "$scenario $broker run $n: the host stole ${steal} CPU-s; again"
+        ((++attempt))
+    done
+    if [[ $broker == warren ]]; then stop_warren; fi
+}
+
+# measure SCENARIO BROKER RUN CMD BASE WAITED ATTEMPT: runs CMD once, writes BASE.json,
+# .err, .time and .meta, and prints the CPU-s the host stole meanwhile.
+measure() {
+    local scenario=$1 broker=$2 n=$3 cmd=$4 base=$5 waited=$6 attempt=$7
+    local started=$SECONDS status=0 busy_before busy_after steal_before steal_after steal
     busy_before=$(busy_seconds)
-    # shellcheck disable=SC2086
+    steal_before=$(steal_seconds)
+    # shellcheck disable=SC2086 # the flags are meant to split
     /usr/bin/time -f '%U %S' -o "$base.time" \
         timeout "$PERF_TIMEOUT" $cmd >"$base.json" 2>"$base.err" || status=$?
     busy_after=$(busy_seconds)
+    steal_after=$(steal_seconds)
+    steal=$(awk -v b="$steal_before" -v a="$steal_after" 'BEGIN { printf "%.2f", a - b }')
     local perf_cpu
     perf_cpu=$(tail -1 "$base.time" | awk '{ printf "%.2f", $1 + $2 }')
-    printf '{"exit": %d, "wall_s": %d, "waited_quiet_s": %d, "machine_busy_s": %s, "perf_cpu_s": %s}\n' \
+    printf '{"exit": %d, "wall_s": %d, "waited_quiet_s": %d, "machine_busy_s": %s, "steal_s": %s, "attempt": %d, "perf_cpu_s": %s}\n' \
         "$status" $((SECONDS - started)) "$waited" \
         "$(awk -v b="$busy_before" -v a="$busy_after" 'BEGIN { printf "%.2f", a - b }')" \
-        "${perf_cpu:-null}" >"$base.meta"
-    echo "$scenario $broker $n exit=$status seconds=$((SECONDS - started)) waited=$waited" >>"$OUT/runs.txt"
+        "$steal" "$attempt" "${perf_cpu:-null}" >"$base.meta"
+    echo "$scenario $broker $n exit=$status seconds=$((SECONDS - started)) waited=$waited steal=$steal attempt=$attempt" >>"$OUT/runs.txt"
     [[ $status == 0 ]] || log "$scenario $broker run $n: warren-perf exited $status"
-    if [[ $broker == warren ]]; then stop_warren; fi
+    echo "$steal"
 }
 
 # Appended, so a rerun of some scenarios into the same OUT keeps the first invocation's record.

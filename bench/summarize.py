@@ -60,7 +60,13 @@ def other_cpu(report):
     broker = dig(report, "broker", "cpu_seconds")
     if None in (busy, perf, broker):
         return None
-    return max(busy - perf - broker, 0.0)
+    # machine_busy_s counts steal time too: it is shown on its own line.
+    return max(busy - (meta.get("steal_s") or 0.0) - perf - broker, 0.0)
+
+
+def steal(report):
+    """CPU-s the host took from this machine during the run (a virtual machine's steal time)."""
+    return report.get("_meta", {}).get("steal_s")
 
 
 def perf_cpu(report):
@@ -225,6 +231,7 @@ def details(runs, failed):
         for label, extract, pattern in (
             ("warren-perf CPU-s", perf_cpu, "{:.1f}"),
             ("other processes' CPU-s", other_cpu, "{:.1f}"),
+            ("CPU-s the host stole", steal, "{:.2f}"),
             ("wall s", wall, "{:.0f}"),
         ):
             values = {b: [extract(r) for r in sides.get(b, [])] for b in BROKERS}
