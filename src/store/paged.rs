@@ -23,8 +23,10 @@ use tracing::warn;
 const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 /// Length, sequence number, expiry and flags.
 const HEADER: usize = 4 + 8 + 8 + 1;
-/// Records read from a file at a time.
+/// Records read from a file at a time ...
 const READ_AHEAD: usize = 1024;
+/// ... unless their bytes reach this first (at least one record is read).
+const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
 const REDELIVERED: u8 = 1;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -226,6 +228,7 @@ impl LaneFiles {
     /// Reads up to `READ_AHEAD` records into `pending`, deleting segments read to their end.
     fn read_ahead(&mut self, queue: u64, lane: u8) -> Result<(), StoreError> {
         self.write_out()?;
+        let mut budget = READ_AHEAD_BYTES;
         // A segment read to its end goes at once, the one being appended to included (its
         // next append starts a new one), so a drained lane leaves no file behind.
         while let Some(segment) = self.segments.front() {
@@ -233,12 +236,12 @@ impl LaneFiles {
                 self.remove_segments(1)?;
                 continue;
             }
-            if self.pending.len() >= READ_AHEAD {
+            if self.pending.len() >= READ_AHEAD || budget == 0 {
                 break;
             }
             let path = segment.path.clone();
             let end = segment.bytes;
-            if let Err(e) = self.read_segment(&path, end, queue, lane) {
+            if let Err(e) = self.read_segment(&path, end, (queue, lane), &mut budget) {
                 // What cannot be read is lost; the queue learns it from reads that come back
                 // short, and goes on with the next segment.
                 warn!("paged messages of a queue lost: {e}");
@@ -253,15 +256,15 @@ impl LaneFiles {
         &mut self,
         path: &Path,
         end: u64,
-        queue: u64,
-        lane: u8,
+        (queue, lane): (u64, u8),
+        budget: &mut usize,
     ) -> Result<(), StoreError> {
         let read_err = |e| io("cannot read", path, e);
         let mut file = File::open(path).map_err(read_err)?;
         file.seek(SeekFrom::Start(self.read_offset))
             .map_err(read_err)?;
         let mut reader = BufReader::with_capacity(256 * 1024, file);
-        while self.pending.len() < READ_AHEAD && self.read_offset < end {
+        while self.pending.len() < READ_AHEAD && *budget > 0 && self.read_offset < end {
             let mut header = [0u8; HEADER];
             reader.read_exact(&mut header).map_err(read_err)?;
             let field = |at: usize| {
@@ -274,6 +277,7 @@ impl LaneFiles {
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).map_err(read_err)?;
             self.read_offset += (HEADER + len) as u64;
+            *budget = budget.saturating_sub(HEADER + len);
             if self.skip_through.is_some_and(|s| seq <= s) {
                 continue;
             }
