@@ -11,4 +11,19 @@ pub enum PerfError {
     Io(#[from] std::io::Error),
     #[error("a load task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// Bytes from the broker that are not AMQP frames (connections mode's own client).
+    #[error("AMQP framing: {0}")]
+    Framing(#[from] warren_amqp::ProtocolError),
+    /// The broker closed the connection or its channel, with the reply it gave.
+    #[error("{scope} closed by the broker: {code} {text}")]
+    Closed {
+        scope: &'static str,
+        code: u16,
+        text: String,
+    },
+    /// A well-formed frame the handshake or a held connection did not expect.
+    #[error("{0}")]
+    Unexpected(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
 }

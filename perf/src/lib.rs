@@ -12,6 +12,7 @@ pub mod message;
 mod modes;
 pub mod producer;
 mod progress;
+mod raw_connection;
 pub mod report;
 pub mod stats;
 pub mod topology;

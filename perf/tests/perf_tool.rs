@@ -3,6 +3,7 @@
 //! binary itself with --json.
 
 use clap::Parser;
+use std::time::Duration;
 use warren::{Config, Server};
 use warren_perf::{Args, Report};
 
@@ -12,14 +13,20 @@ struct Broker {
 }
 
 async fn broker() -> Broker {
+    broker_with(|_| {}).await
+}
+
+/// A broker with some of its defaults changed.
+async fn broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
     let data = tempfile::tempdir().expect("temp dir");
-    let config = Config {
+    let mut config = Config {
         bind: [127, 0, 0, 1].into(),
         amqp_port: 0,
         http_port: 0,
         data_dir: data.path().to_owned(),
         ..Config::default()
     };
+    tweak(&mut config);
     let server = Server::start(config).await.expect("broker starts");
     Broker {
         server,
@@ -28,12 +35,16 @@ async fn broker() -> Broker {
 }
 
 async fn perf(broker: &Broker, flags: &[&str]) -> Report {
-    let uri = broker.server.amqp_uri();
-    let argv = ["warren-perf", "--uri", uri.as_str(), "--drain-timeout", "5"];
-    let args = Args::try_parse_from(argv.iter().chain(flags)).expect("flags parse");
-    let report = warren_perf::run(&args).await.expect("run completes");
+    let report = perf_at(&broker.server.amqp_uri(), flags).await;
     assert_eq!(report.errors, 0, "errors: {:?}", report.error_samples);
     report
+}
+
+/// A run against `uri` that may end with errors.
+async fn perf_at(uri: &str, flags: &[&str]) -> Report {
+    let argv = ["warren-perf", "--uri", uri, "--drain-timeout", "5"];
+    let args = Args::try_parse_from(argv.iter().chain(flags)).expect("flags parse");
+    warren_perf::run(&args).await.expect("run completes")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,9 +134,9 @@ async fn connections_are_opened_held_and_closed() {
     let flags = [
         "connections",
         "--connections",
-        "6",
+        "50",
         "--concurrency",
-        "3",
+        "5",
         "-z",
         "0.1",
         "--broker-pid",
@@ -133,8 +144,40 @@ async fn connections_are_opened_held_and_closed() {
     ];
     let report = perf(&broker, &flags).await;
     let connections = report.connections.expect("connections report");
-    assert_eq!((connections.opened, connections.failed), (6, 0));
+    assert_eq!((connections.opened, connections.failed), (50, 0));
+    assert_eq!(connections.open_latency.expect("open latency").samples, 50);
     assert!(connections.broker_rss_per_connection_kib.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_keep_the_broker_from_timing_them_out() {
+    // The broker drops a connection it hears nothing from for two heartbeat intervals: a hold
+    // of three seconds with one-second heartbeats only survives if the tool sends its own.
+    let broker = broker_with(|config| config.heartbeat = 1).await;
+    let flags = ["connections", "--connections", "3", "-z", "3"];
+    let connections = perf(&broker, &flags).await.connections.expect("report");
+    assert_eq!((connections.opened, connections.failed), (3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_counted_as_failed_connections_with_the_reply() {
+    let broker = broker().await;
+    let uri = broker
+        .server
+        .amqp_uri()
+        .replace("guest:guest", "guest:wrong");
+    let flags = ["connections", "--connections", "4", "--concurrency", "2"];
+    let report = tokio::time::timeout(Duration::from_secs(20), perf_at(&uri, &flags))
+        .await
+        .expect("refused connections do not hang the run");
+    let connections = report.connections.expect("connections report");
+    assert_eq!((connections.opened, connections.failed), (0, 4));
+    assert_eq!(report.errors, 4);
+    assert!(
+        report.error_samples[0].contains("403 ACCESS_REFUSED"),
+        "{:?}",
+        report.error_samples
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

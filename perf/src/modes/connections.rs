@@ -1,36 +1,48 @@
 //! Connections mode: open N connections (each with one channel) from `concurrency` workers,
 //! hold them, close them. Reports the time to open and the broker's memory per connection.
+//!
+//! Connections are `RawConnection`s, one tokio task each, so that holding many thousands of
+//! them costs the tool little and the figures are the broker's.
 
 use crate::args::Args;
 use crate::broker_stats;
-use crate::connect::connect;
 use crate::error::PerfError;
+use crate::raw_connection::{self, RawConnection};
 use crate::report::{BrokerReport, ConnectionsReport, Report};
 use crate::stats::{latency_histogram, rate, Counters, Latency};
 use hdrhistogram::Histogram;
-use lapin::{Channel, Connection};
+use lapin::uri::AMQPUri;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A held connection: its number (for error messages) and the task holding then closing it.
+type Held = (usize, JoinHandle<Result<(), PerfError>>);
 
 /// What one opening worker got.
 struct Opened {
-    held: Vec<(Connection, Channel)>,
+    held: Vec<Held>,
     latency: Histogram<u64>,
 }
 
 pub async fn run(args: &Args) -> Result<Report, PerfError> {
+    let target = Arc::new(raw_connection::target(&args.uri)?);
     let counters = Arc::new(Counters::default());
     let sampler = broker_stats::start(args.broker_pid)?;
+    // Tells every holding task to close; they also hold through the opening phase.
+    let (stop, stopped) = watch::channel(false);
     let start = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..args.concurrency.min(args.connections.max(1)))
         .map(|_| {
             tokio::spawn(open(
-                args.uri.clone(),
+                target.clone(),
                 args.connections,
                 next.clone(),
                 counters.clone(),
+                stopped.clone(),
             ))
         })
         .collect();
@@ -47,20 +59,10 @@ pub async fn run(args: &Args) -> Result<Report, PerfError> {
     let held_kib = sampler.as_ref().map(|s| s.now().rss_kib);
     let opened = held.len();
     let closing = Instant::now();
-    let closes: Vec<_> = held
-        .into_iter()
-        .map(|(conn, channel)| {
-            tokio::spawn(async move {
-                // lapin closes a dropped channel: keep it until the connection closes.
-                let closed = conn.close(200, "done".into()).await;
-                drop(channel);
-                closed
-            })
-        })
-        .collect();
-    for close in closes {
-        if let Err(e) = close.await? {
-            counters.error(format!("close: {e}"));
+    stop.send_replace(true);
+    for (i, task) in held {
+        if let Err(e) = task.await? {
+            counters.error(format!("connection {i} while held or closing: {e}"));
         }
     }
     let close_time = closing.elapsed();
@@ -95,12 +97,14 @@ pub async fn run(args: &Args) -> Result<Report, PerfError> {
     Ok(report)
 }
 
-/// Opens connections until `total` were attempted across all workers.
+/// Opens connections until `total` were attempted across all workers, handing each to a task
+/// of its own that holds it until `stop`.
 async fn open(
-    uri: String,
+    target: Arc<AMQPUri>,
     total: usize,
     next: Arc<AtomicUsize>,
     counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
 ) -> Opened {
     let mut opened = Opened {
         held: Vec::new(),
@@ -112,20 +116,22 @@ async fn open(
             return opened;
         }
         let began = Instant::now();
-        let result = async {
-            let conn = connect(&uri, &format!("warren-perf connection {i}")).await?;
-            let channel = conn.create_channel().await?;
-            Ok::<_, lapin::Error>((conn, channel))
-        }
-        .await;
-        match result {
-            Ok(pair) => {
+        let name = format!("warren-perf connection {i}");
+        match RawConnection::open(&target, &name).await {
+            Ok(conn) => {
                 opened
                     .latency
                     .saturating_record(began.elapsed().as_micros() as u64);
-                opened.held.push(pair);
+                opened
+                    .held
+                    .push((i, tokio::spawn(hold(conn, stop.clone()))));
             }
             Err(e) => counters.error(format!("connection {i}: {e}")),
         }
     }
+}
+
+async fn hold(mut conn: RawConnection, mut stop: watch::Receiver<bool>) -> Result<(), PerfError> {
+    conn.hold(&mut stop).await?;
+    conn.close().await
 }
