@@ -20,6 +20,16 @@ pub enum Mode {
     Churn,
 }
 
+/// The AMQP client producers and consumers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Client {
+    /// lapin: an OS thread per connection, every frame handed across it.
+    Lapin,
+    /// The tool's own client on tokio tasks: each publish is one write from the producer's
+    /// task, each delivery read by the consumer's task, no thread in between.
+    Raw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExchangeType {
     Direct,
@@ -46,6 +56,12 @@ pub struct Args {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub uri: String,
+
+    /// AMQP client of the producers and consumers (throughput, fanout and backlog modes):
+    /// lapin, or raw, the tool's own, which leaves no thread hop between the task and the
+    /// socket so that latency is the broker's and the kernel's.
+    #[arg(long, value_enum, default_value = "lapin")]
+    pub client: Client,
 
     /// Producers, each with its own connection and task.
     #[arg(short = 'x', long, default_value_t = 1)]
@@ -251,6 +267,8 @@ mod tests {
         assert!(parse(&["--size", "4"]).validate().is_err());
         assert!(parse(&["-q", "10", "-k", "100"]).validate().is_err());
         assert!(parse(&["--queues", "3", "-y", "2"]).validate().is_err());
+        assert_eq!(parse(&[]).client, Client::Lapin);
+        assert_eq!(parse(&["--client", "raw"]).client, Client::Raw);
         parse(&["-a", "-q", "10", "-k", "100"]).validate().unwrap();
     }
 }

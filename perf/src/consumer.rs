@@ -2,6 +2,7 @@
 //! manual acks (multiple=true every K messages) under a prefetch. It records each delivery's
 //! end-to-end latency in a histogram of its own.
 
+use crate::args::Client;
 use crate::connect::connect;
 use crate::error::PerfError;
 use crate::in_flight::InFlight;
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct ConsumerPlan {
     pub uri: String,
+    pub client: Client,
     pub id: usize,
     pub queue: String,
     pub auto_ack: bool,

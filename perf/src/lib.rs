@@ -13,6 +13,8 @@ mod modes;
 pub mod producer;
 mod progress;
 mod raw_connection;
+mod raw_consumer;
+mod raw_producer;
 pub mod report;
 pub mod stats;
 pub mod topology;

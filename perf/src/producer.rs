@@ -2,6 +2,7 @@
 //! route. Publishes are pipelined (a window of writes lapin has queued, not awaited one by
 //! one); with confirms, at most `confirm` messages are unconfirmed at once.
 
+use crate::args::Client;
 use crate::connect::connect;
 use crate::error::PerfError;
 use crate::in_flight::InFlight;
@@ -20,11 +21,12 @@ use tokio::sync::watch;
 /// batch to send, small enough to bound the memory they hold.
 const WRITE_WINDOW: usize = 1000;
 /// Publishes started between two looks at what has completed.
-const BATCH: usize = 100;
+pub(crate) const BATCH: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct ProducerPlan {
     pub uri: String,
+    pub client: Client,
     pub id: usize,
     pub route: Route,
     pub size: usize,
@@ -213,15 +215,15 @@ impl Producer {
 }
 
 /// The rate limit: message n may go at `start + n / rate`.
-struct Pace {
+pub(crate) struct Pace {
     /// Messages per second; 0 is unlimited.
-    rate: f64,
-    start: Instant,
+    pub rate: f64,
+    pub start: Instant,
 }
 
 impl Pace {
     /// Messages that may go at `now` after `sent` went.
-    fn allowance(&self, sent: u64, now: Instant) -> u64 {
+    pub fn allowance(&self, sent: u64, now: Instant) -> u64 {
         if self.rate <= 0.0 {
             return u64::MAX;
         }
@@ -232,13 +234,13 @@ impl Pace {
     /// When the next message may go, if the rate holds it back at `now`. Both answers come
     /// from the same `now`: a wake-up computed from a later clock reading could be missing
     /// while the allowance was still 0, and the producer would sleep forever.
-    fn next_at(&self, sent: u64, now: Instant) -> Option<Instant> {
+    pub fn next_at(&self, sent: u64, now: Instant) -> Option<Instant> {
         (self.allowance(sent, now) == 0)
             .then(|| self.start + Duration::from_secs_f64(sent as f64 / self.rate))
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(at.into()).await;
     }

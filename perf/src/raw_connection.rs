@@ -1,7 +1,8 @@
-//! A bare AMQP 0-9-1 client connection for connections mode: handshake, one channel,
-//! heartbeats and close, all on the caller's tokio task. lapin gives every connection an OS
-//! thread, so holding thousands of connections with it measured the tool's thread switching
-//! rather than the broker. Frames go through warren-amqp, the codec the broker itself uses.
+//! A bare AMQP 0-9-1 client connection: handshake, one channel, heartbeats and close, all on
+//! the caller's tokio task. Connections mode holds thousands of these; the raw producers and
+//! consumers (`--client raw`) publish and consume on them. lapin gives every connection an OS
+//! thread and hands each frame across it, so with lapin the tool measured its own thread
+//! switching rather than the broker. Frames go through warren-amqp, the codec the broker uses.
 
 use crate::error::PerfError;
 use bytes::BytesMut;
@@ -12,16 +13,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{interval_at, timeout, Instant, Interval};
+use warren_amqp::assembler::parse_method;
 use warren_amqp::frame::{self, Frame, FrameKind};
 use warren_amqp::protocol::{channel, connection as conn};
 use warren_amqp::{encode, AMQPClass, AMQPValue, FieldTable, LongString, PROTOCOL_HEADER};
 
 /// How long the broker gets to complete an open or a close: a broker that stops answering
 /// becomes an error count instead of a run that never ends.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The channel each connection opens, as the lapin-based mode did, so that the broker's memory
-/// per connection still includes one channel.
-const CHANNEL: u16 = 1;
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The channel each connection opens (connections mode: so that the broker's memory per
+/// connection includes one, as with lapin), and the one producers and consumers use.
+pub const CHANNEL: u16 = 1;
+/// How much room a read leaves for the socket's bytes: a consumer at full speed takes many
+/// deliveries per read instead of a few dozen bytes at a time.
+const READ_CHUNK: usize = 64 * 1024;
 /// Frame size accepted before connection.tune says otherwise; connection.start is far smaller.
 const PRE_TUNE_FRAME_MAX: u32 = 131_072;
 /// The capabilities the common clients (Java, lapin, pika) announce.
@@ -41,7 +46,7 @@ pub fn target(uri: &str) -> Result<AMQPUri, PerfError> {
     let invalid = |why: String| PerfError::Invalid(format!("--uri {uri}: {why}"));
     let target: AMQPUri = uri.parse().map_err(invalid)?;
     if target.scheme != AMQPScheme::AMQP {
-        return Err(invalid("connections mode speaks plain amqp:// only".into()));
+        return Err(invalid("the raw client speaks plain amqp:// only".into()));
     }
     Ok(target)
 }
@@ -57,6 +62,17 @@ pub struct RawConnection {
     frame_max: u32,
     /// Heartbeat interval in seconds as tuned (0: none).
     heartbeat: u16,
+    /// When the broker was last heard from, to notice missed heartbeats.
+    last_read: Instant,
+}
+
+/// What the broker sent that the caller has to look at: heartbeats, blocking notices and
+/// closes never get this far.
+#[derive(Debug)]
+pub enum Incoming {
+    Method(AMQPClass),
+    /// A content header or body frame, left for the caller to assemble.
+    Content(Frame),
 }
 
 impl RawConnection {
@@ -80,6 +96,7 @@ impl RawConnection {
             output: BytesMut::with_capacity(512),
             frame_max: PRE_TUNE_FRAME_MAX,
             heartbeat: 0,
+            last_read: Instant::now(),
         };
         conn.stream.write_all(PROTOCOL_HEADER).await?;
         conn.start(target, name).await?;
@@ -143,29 +160,55 @@ impl RawConnection {
     /// the tuned interval, and an error if the broker closes the connection, sends anything
     /// but heartbeats, or stays silent for two intervals.
     pub async fn hold(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), PerfError> {
-        let beat = Duration::from_secs(u64::from(self.heartbeat));
-        let mut ticker =
-            (self.heartbeat > 0).then(|| interval_at(Instant::now() + beat / 2, beat / 2));
-        let mut last_read = Instant::now();
+        let mut ticker = self.ticker();
         loop {
             // Every branch's future is cancel-safe: reads only append to `input`.
             tokio::select! {
                 _ = stopped(stop) => return Ok(()),
-                _ = tick(&mut ticker) => {
-                    if last_read.elapsed() > beat * 2 {
-                        return Err(PerfError::Unexpected("missed heartbeats from the broker".into()));
-                    }
-                    encode::heartbeat(&mut self.output);
-                    self.flush().await?;
-                }
+                _ = tick(&mut ticker) => self.beat().await?,
                 frame = self.read_frame() => {
-                    last_read = Instant::now();
-                    if let Some(method) = self.on_frame(frame?).await? {
-                        return Err(unexpected(&method, "nothing while holding"));
+                    if let Some(incoming) = self.on_frame(frame?).await? {
+                        return Err(unexpected_incoming(&incoming, "nothing while holding"));
                     }
                 }
             }
         }
+    }
+
+    /// Sends `method` on the channel and waits for the broker's answer to it (confirm.select,
+    /// basic.qos, basic.consume), which the caller checks.
+    pub async fn call(&mut self, method: AMQPClass) -> Result<AMQPClass, PerfError> {
+        encode::method(&mut self.output, CHANNEL, &method);
+        timeout(REPLY_TIMEOUT, async {
+            self.flush().await?;
+            self.next_method().await
+        })
+        .await
+        .map_err(|_| PerfError::Timeout("waiting for the broker's answer to a method"))?
+    }
+
+    /// The largest frame either side may send, as tuned (0: no limit).
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
+
+    /// A ticker at half the tuned heartbeat interval, or none when heartbeats are off; each
+    /// tick is the caller's cue to call `beat`.
+    pub fn ticker(&self) -> Option<Interval> {
+        let beat = Duration::from_secs(u64::from(self.heartbeat));
+        (self.heartbeat > 0).then(|| interval_at(Instant::now() + beat / 2, beat / 2))
+    }
+
+    /// Sends a heartbeat, or fails if the broker has been silent for two intervals.
+    pub async fn beat(&mut self) -> Result<(), PerfError> {
+        let beat = Duration::from_secs(u64::from(self.heartbeat));
+        if self.last_read.elapsed() > beat * 2 {
+            return Err(PerfError::Unexpected(
+                "missed heartbeats from the broker".into(),
+            ));
+        }
+        encode::heartbeat(&mut self.output);
+        self.flush().await
     }
 
     /// connection.close (200) and the broker's close-ok.
@@ -181,8 +224,9 @@ impl RawConnection {
             self.flush().await?;
             loop {
                 // The spec has the closing side discard anything else until close-ok.
-                if let AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) =
-                    self.next_method().await?
+                let frame = self.read_frame().await?;
+                if let Some(Incoming::Method(AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)))) =
+                    self.on_frame(frame).await?
                 {
                     return Ok(());
                 }
@@ -192,30 +236,50 @@ impl RawConnection {
         .map_err(|_| PerfError::Timeout("waiting for connection.close-ok"))?
     }
 
-    /// The next method the caller has to look at.
+    /// The next method the caller has to look at; content is not expected.
     async fn next_method(&mut self) -> Result<AMQPClass, PerfError> {
         loop {
             let frame = self.read_frame().await?;
-            if let Some(method) = self.on_frame(frame).await? {
-                return Ok(method);
+            match self.on_frame(frame).await? {
+                Some(Incoming::Method(method)) => return Ok(method),
+                Some(content) => return Err(unexpected_incoming(&content, "a method")),
+                None => {}
+            }
+        }
+    }
+
+    /// The next frame for the caller among those already received, without waiting: what a
+    /// producer looks at between publishes, so that a confirm or a close is seen even while
+    /// it never has to wait.
+    pub async fn recv_now(&mut self) -> Result<Option<Incoming>, PerfError> {
+        loop {
+            if let Some(frame) = frame::decode(&mut self.input, self.frame_max)? {
+                if let Some(incoming) = self.on_frame(frame).await? {
+                    return Ok(Some(incoming));
+                }
+                continue;
+            }
+            self.input.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.input) {
+                Ok(0) => return Err(eof().into()),
+                Ok(_) => self.last_read = Instant::now(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Deals with what needs no caller: heartbeats, blocking notices, and closes from the
     /// broker, which are acknowledged as the spec asks and then become errors with the reply.
-    async fn on_frame(&mut self, frame: Frame) -> Result<Option<AMQPClass>, PerfError> {
+    /// Cancel-safe up to its first await, which only comes with a close.
+    pub async fn on_frame(&mut self, frame: Frame) -> Result<Option<Incoming>, PerfError> {
         match frame.kind {
             FrameKind::Heartbeat => return Ok(None),
             FrameKind::Method => {}
-            kind => {
-                let what = format!("{kind:?} frame on channel {}", frame.channel);
-                return Err(PerfError::Unexpected(what));
-            }
+            FrameKind::Header | FrameKind::Body => return Ok(Some(Incoming::Content(frame))),
         }
-        match warren_amqp::assembler::parse_method(&frame.payload)? {
-            // Nothing is published on these connections, so a memory or disk alarm changes
-            // nothing for them.
+        match parse_method(&frame.payload)? {
+            // A blocked producer's writes simply wait for the broker to read them again.
             AMQPClass::Connection(
                 conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_),
             ) => Ok(None),
@@ -240,30 +304,36 @@ impl RawConnection {
                     close.reply_text.as_str(),
                 ))
             }
-            method => Ok(Some(method)),
+            method => Ok(Some(Incoming::Method(method))),
         }
     }
 
     /// Takes the next frame off the socket. Cancel-safe: a cancelled read leaves its bytes in
     /// `input`, and nothing awaits once a frame is decoded.
-    async fn read_frame(&mut self) -> Result<Frame, PerfError> {
+    pub async fn read_frame(&mut self) -> Result<Frame, PerfError> {
         loop {
             if let Some(frame) = frame::decode(&mut self.input, self.frame_max)? {
                 return Ok(frame);
             }
+            self.input.reserve(READ_CHUNK);
             if self.stream.read_buf(&mut self.input).await? == 0 {
-                let eof =
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the socket");
-                return Err(eof.into());
+                return Err(eof().into());
             }
+            self.last_read = Instant::now();
         }
+    }
+
+    /// Frames to send; `flush` writes them.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.output
     }
 
     fn queue(&mut self, channel: u16, method: conn::AMQPMethod) {
         encode::method(&mut self.output, channel, &AMQPClass::Connection(method));
     }
 
-    async fn flush(&mut self) -> Result<(), PerfError> {
+    /// Writes everything queued in one go (small frames leave at once: TCP_NODELAY is on).
+    pub async fn flush(&mut self) -> Result<(), PerfError> {
         self.stream.write_all(&self.output).await?;
         self.output.clear();
         Ok(())
@@ -272,12 +342,12 @@ impl RawConnection {
 
 /// Resolves once `stop` is true or its sender is gone. The guard `wait_for` returns is dropped
 /// here, as it must not be held across the select's other awaits.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// The next heartbeat tick, or never when heartbeats are off.
-async fn tick(ticker: &mut Option<Interval>) {
+pub async fn tick(ticker: &mut Option<Interval>) {
     match ticker {
         Some(ticker) => {
             ticker.tick().await;
@@ -297,10 +367,7 @@ fn start_ok(target: &AMQPUri, name: &str) -> conn::StartOk {
     properties.insert("product".into(), text("warren-perf"));
     properties.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     properties.insert("platform".into(), text("Rust"));
-    properties.insert(
-        "information".into(),
-        text("connections mode of warren-perf"),
-    );
+    properties.insert("information".into(), text("warren-perf's own client"));
     properties.insert("connection_name".into(), text(name));
     properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     conn::StartOk {
@@ -312,7 +379,21 @@ fn start_ok(target: &AMQPUri, name: &str) -> conn::StartOk {
     }
 }
 
-fn unexpected(got: &AMQPClass, wanted: &str) -> PerfError {
+fn eof() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the broker closed the socket")
+}
+
+pub fn unexpected_incoming(got: &Incoming, wanted: &str) -> PerfError {
+    match got {
+        Incoming::Method(method) => unexpected(method, wanted),
+        Incoming::Content(frame) => PerfError::Unexpected(format!(
+            "expected {wanted}, got a {:?} frame on channel {}",
+            frame.kind, frame.channel
+        )),
+    }
+}
+
+pub fn unexpected(got: &AMQPClass, wanted: &str) -> PerfError {
     let (class, method) = (got.get_amqp_class_id(), got.get_amqp_method_id());
     PerfError::Unexpected(format!("expected {wanted}, got method {class}.{method}"))
 }

@@ -2,50 +2,10 @@
 //! checking that the counts add up (published == confirmed == consumed), plus one run of the
 //! binary itself with --json.
 
-use clap::Parser;
+mod common;
+
+use common::{broker, broker_with, perf, perf_at};
 use std::time::Duration;
-use warren::{Config, Server};
-use warren_perf::{Args, Report};
-
-struct Broker {
-    server: Server,
-    _data: tempfile::TempDir,
-}
-
-async fn broker() -> Broker {
-    broker_with(|_| {}).await
-}
-
-/// A broker with some of its defaults changed.
-async fn broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        bind: [127, 0, 0, 1].into(),
-        amqp_port: 0,
-        http_port: 0,
-        data_dir: data.path().to_owned(),
-        ..Config::default()
-    };
-    tweak(&mut config);
-    let server = Server::start(config).await.expect("broker starts");
-    Broker {
-        server,
-        _data: data,
-    }
-}
-
-async fn perf(broker: &Broker, flags: &[&str]) -> Report {
-    let report = perf_at(&broker.server.amqp_uri(), flags).await;
-    assert_eq!(report.errors, 0, "errors: {:?}", report.error_samples);
-    report
-}
-
-/// A run against `uri` that may end with errors.
-async fn perf_at(uri: &str, flags: &[&str]) -> Report {
-    let argv = ["warren-perf", "--uri", uri, "--drain-timeout", "5"];
-    let args = Args::try_parse_from(argv.iter().chain(flags)).expect("flags parse");
-    warren_perf::run(&args).await.expect("run completes")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_with_confirms_and_manual_acks_counts_every_message() {

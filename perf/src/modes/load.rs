@@ -2,10 +2,12 @@
 //! and consumers as tasks, stopping producers on time or count, and waiting for consumers to
 //! drain what was published.
 
-use crate::args::{Args, Limit};
+use crate::args::{Args, Client, Limit};
 use crate::consumer::{self, Consumer, ConsumerPlan};
 use crate::error::PerfError;
 use crate::producer::{self, ProducerPlan};
+use crate::raw_consumer::{self, RawConsumer};
+use crate::raw_producer;
 use crate::stats::{latency_histogram, Counters, Stall};
 use crate::topology::Topology;
 use hdrhistogram::Histogram;
@@ -27,6 +29,7 @@ pub fn producer_plans(args: &Args, topology: &Topology, producers: usize) -> Vec
     (0..producers)
         .map(|id| ProducerPlan {
             uri: args.uri.clone(),
+            client: args.client,
             id,
             route: topology.route(id),
             size: args.size,
@@ -42,6 +45,7 @@ pub fn consumer_plans(args: &Args, topology: &Topology, consumers: usize) -> Vec
     (0..consumers)
         .map(|id| ConsumerPlan {
             uri: args.uri.clone(),
+            client: args.client,
             id,
             queue: topology.queues[id % topology.queues.len()].clone(),
             auto_ack: args.auto_ack,
@@ -70,7 +74,10 @@ pub async fn run_producers(
         let (counters, stop_rx, results) = (counters.clone(), stop_rx.clone(), results.clone());
         tasks.spawn(async move {
             let id = plan.id;
-            let result = producer::run(plan, counters, stop_rx).await;
+            let result = match plan.client {
+                Client::Lapin => producer::run(plan, counters, stop_rx).await,
+                Client::Raw => raw_producer::run(plan, counters, stop_rx).await,
+            };
             let _ = results.send((id, result));
         });
     }
@@ -123,11 +130,39 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// A consumer on either client, subscribed and waiting to consume.
+// One per consumer, held only until they all start: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Subscribed {
+    Lapin(Consumer),
+    Raw(RawConsumer),
+}
+
+impl Subscribed {
+    async fn new(plan: ConsumerPlan) -> Result<Self, PerfError> {
+        Ok(match plan.client {
+            Client::Lapin => Subscribed::Lapin(consumer::subscribe(plan).await?),
+            Client::Raw => Subscribed::Raw(raw_consumer::subscribe(plan).await?),
+        })
+    }
+
+    async fn consume(
+        self,
+        counters: Arc<Counters>,
+        done: watch::Receiver<bool>,
+    ) -> Result<consumer::Consumed, PerfError> {
+        match self {
+            Subscribed::Lapin(c) => c.consume(counters, done).await,
+            Subscribed::Raw(c) => c.consume(counters, done).await,
+        }
+    }
+}
+
 /// Subscribes every consumer at once; the run publishes only after all are in place.
-pub async fn subscribe(plans: Vec<ConsumerPlan>) -> Result<Vec<Consumer>, PerfError> {
+pub async fn subscribe(plans: Vec<ConsumerPlan>) -> Result<Vec<Subscribed>, PerfError> {
     let tasks: Vec<_> = plans
         .into_iter()
-        .map(|plan| tokio::spawn(consumer::subscribe(plan)))
+        .map(|plan| tokio::spawn(Subscribed::new(plan)))
         .collect();
     let mut consumers = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -149,7 +184,7 @@ pub struct Drained {
 }
 
 impl Consumers {
-    pub fn spawn(consumers: Vec<Consumer>, counters: &Arc<Counters>) -> Self {
+    pub fn spawn(consumers: Vec<Subscribed>, counters: &Arc<Counters>) -> Self {
         let (done, done_rx) = watch::channel(false);
         let tasks = consumers
             .into_iter()
