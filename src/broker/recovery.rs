@@ -46,21 +46,27 @@ struct Scan {
 /// Goes once over every entry: summarises the lanes of live queues, notes the messages
 /// they hold, and removes entries of paged-out transient messages and of queues that are
 /// gone. Memory stays proportional to the number of messages, 8 bytes each.
+/// Entries naming a message in `missing` (sorted) are removed too.
 fn scan_entries(
     store: &dyn Store,
     live: &HashMap<u64, &QueueRecord>,
+    missing: &[u64],
     dropped: &mut Vec<String>,
 ) -> Result<Scan, StoreError> {
     let mut scan = Scan::default();
     let mut cleanup = Vec::new();
     let unreadable = store.scan_entries(&mut |key, record| {
-        if key.queue == HELD_STORE_ID {
+        let gone = !missing.is_empty() && missing.binary_search(&record.message).is_ok();
+        let held = key.queue == HELD_STORE_ID;
+        if held && !gone {
             scan.referenced.push(record.message);
             scan.held += 1;
             return Ok(());
         }
-        scan.max_queue_id = scan.max_queue_id.max(key.queue);
-        if record.transient || !live.contains_key(&key.queue) {
+        if !held {
+            scan.max_queue_id = scan.max_queue_id.max(key.queue);
+        }
+        if record.transient || gone || !live.contains_key(&key.queue) {
             cleanup.push(StoreOp::RemoveEntry { key });
             if cleanup.len() >= CLEANUP_BATCH {
                 scan.removed += cleanup.len();
@@ -90,6 +96,41 @@ fn scan_entries(
     Ok(scan)
 }
 
+/// Message ids entries name (sorted, repeats allowed) whose message is not in the store.
+///
+/// Entries and message bodies live in two sled instances, each written to its file on its own
+/// schedule, so a crash can leave an entry whose message never reached the disk (it was not
+/// confirmed: a confirm waits for both) or whose message was already removed (its ack was
+/// written, its entry's removal not yet). Such entries must go before queues are counted.
+/// This reads every stored message id, so it runs only after a stop that was not clean.
+fn missing_messages(store: &dyn Store, referenced: &[u64]) -> Result<Vec<u64>, StoreError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut missing = Vec::new();
+    let mut wanted = referenced.iter().copied().peekable();
+    let mut from = 0;
+    while wanted.peek().is_some() {
+        let ids = store.message_ids(from, CHUNK)?;
+        let done = ids.len() < CHUNK;
+        let upto = if done { u64::MAX } else { ids[ids.len() - 1] };
+        let mut stored = ids.iter().copied().peekable();
+        while let Some(&id) = wanted.peek() {
+            if id > upto {
+                break;
+            }
+            wanted.next();
+            while stored.next_if(|&s| s < id).is_some() {}
+            if stored.peek() != Some(&id) && missing.last() != Some(&id) {
+                missing.push(id);
+            }
+        }
+        if done {
+            break;
+        }
+        from = upto + 1;
+    }
+    Ok(missing)
+}
+
 /// Holder counts above one (a message in several queues); one is what the store assumes.
 fn shared_holders(referenced: &[u64]) -> Refs {
     let refs = Refs::default();
@@ -112,7 +153,21 @@ pub fn recover(
     // From here on the store changes: until the next clean stop, it is not known clean.
     store.apply(&[StoreOp::MarkClean(false)])?;
     let live: HashMap<u64, &QueueRecord> = recovered.queues.iter().map(|q| (q.id, q)).collect();
-    let scan = scan_entries(store.as_ref(), &live, &mut recovered.dropped)?;
+    let mut scan = scan_entries(store.as_ref(), &live, &[], &mut recovered.dropped)?;
+    if !recovered.clean {
+        let missing = missing_messages(store.as_ref(), &scan.referenced)?;
+        if !missing.is_empty() {
+            warn!(
+                "after an unclean stop, {} stored messages named by queue entries were not on \
+                 disk (written just before the stop and never confirmed, or already acked); \
+                 their entries are removed",
+                missing.len()
+            );
+            let removed = scan.removed;
+            scan = scan_entries(store.as_ref(), &live, &missing, &mut recovered.dropped)?;
+            scan.removed += removed;
+        }
+    }
     let Scan {
         mut lanes,
         referenced,
@@ -295,4 +350,95 @@ fn held_messages(
     }
     info!("recovered {} delayed messages", held.len());
     Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use crate::broker::Broker;
+    use crate::config::Config;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{EntryKey, EntryRecord};
+
+    fn message() -> Arc<Message> {
+        let props = warren_amqp::BasicProperties::default().with_delivery_mode(2);
+        let mut raw = bytes::BytesMut::new();
+        warren_amqp::encode::properties(&mut raw, &props);
+        Message::new("".into(), "q".into(), &props, raw.freeze(), "m".into())
+    }
+
+    /// A queue whose entries name messages 1 to 5, of which `stored` are in the store.
+    fn store_with_entries(stored: &[u64], clean: bool) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::default());
+        let mut ops = vec![StoreOp::PutQueue(QueueRecord {
+            vhost: "/".into(),
+            name: "q".into(),
+            id: 1,
+            auto_delete: false,
+            arguments: Default::default(),
+        })];
+        for &id in stored {
+            ops.push(StoreOp::PutMessage {
+                id,
+                message: message(),
+            });
+        }
+        for seq in 0..5 {
+            ops.push(StoreOp::PutEntry {
+                key: EntryKey {
+                    queue: 1,
+                    lane: 0,
+                    seq,
+                },
+                record: EntryRecord {
+                    message: seq + 1,
+                    redelivered: false,
+                    transient: false,
+                    expires: 0,
+                },
+            });
+        }
+        ops.push(StoreOp::MarkClean(clean));
+        store.apply(&ops).unwrap();
+        store
+    }
+
+    fn recovered_count(store: Arc<MemoryStore>) -> u32 {
+        // A window of 2: the entry of the missing message is beyond it, still on disk.
+        let config = Config {
+            queue_window: 2,
+            ..Config::default()
+        };
+        let broker = Broker::with_store(config, store).unwrap();
+        let queue = broker.vhost("/").unwrap().queue("q").unwrap();
+        let count = queue.message_count();
+        broker.store.close();
+        count
+    }
+
+    #[test]
+    fn after_an_unclean_stop_entries_whose_message_is_not_on_disk_are_not_counted() {
+        assert_eq!(recovered_count(store_with_entries(&[1, 2, 4, 5], false)), 4);
+        assert_eq!(
+            recovered_count(store_with_entries(&[1, 2, 3, 4, 5], false)),
+            5
+        );
+    }
+
+    #[test]
+    fn missing_messages_are_found_once_each() {
+        let store = MemoryStore::default();
+        let ops: Vec<StoreOp> = [1, 2, 5, 6]
+            .into_iter()
+            .map(|id| StoreOp::PutMessage {
+                id,
+                message: message(),
+            })
+            .collect();
+        store.apply(&ops).unwrap();
+        let missing = missing_messages(&store, &[1, 2, 2, 3, 3, 5, 7]).unwrap();
+        assert_eq!(missing, [3, 7]);
+        assert!(missing_messages(&store, &[]).unwrap().is_empty());
+    }
 }
