@@ -10,7 +10,9 @@
 #   bench/compare.sh                      # everything, 3 runs each
 #   RUNS=1 SCENARIOS="S1 S7" bench/compare.sh
 #
-# Environment: RUNS (3), DURATION seconds per run (10), BACKLOG messages for S8 (1000000),
+# Environment: CLIENT (raw: warren-perf's own AMQP client on tokio tasks; lapin: lapin, whose
+# thread per connection adds two thread hops per message each way and caps the tool's rate),
+# RUNS (3), DURATION seconds per run (10), BACKLOG messages for S8 (1000000),
 # SCENARIOS (S1 ... S11), OUT results directory (bench/results/DATE; rerunning some scenarios
 # into an existing OUT replaces just their runs), RABBIT_FRESH ("S8 S9": scenarios whose memory
 # readings need a RabbitMQ node restarted before each run, since the VM keeps memory an
@@ -54,17 +56,19 @@ WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
 # Consumers ack manually, 1000 prefetched, a multiple ack every 100; producers keep 1000
 # publishes unconfirmed.
 CONFIRMED="-c 1000 -q 1000 -k 100"
+CLIENT=${CLIENT:-raw}
+C="--client $CLIENT"
 declare -A FLAGS=(
-    [S1]="throughput -u bench-s1 -x 1 -y 1 -s 16 -a -z $DURATION"
-    [S2]="throughput -u bench-s2 -x 1 -y 1 -s 16 $CONFIRMED -z $DURATION"
-    [S3]="throughput -u bench-s3 -x 1 -y 1 -s 16 $CONFIRMED -f -z $DURATION"
-    [S4]="throughput -u bench-s4 -x 1 -y 1 -s 4096 $CONFIRMED -f -z $DURATION"
-    [S5]="throughput -u bench-s5 --queues 4 -x 4 -y 4 -s 16 $CONFIRMED -z $DURATION"
-    [S6]="fanout -u bench-s6 --fanout 10 -x 1 -s 16 $CONFIRMED -z $DURATION"
-    [S7]="throughput -u bench-s7 -x 1 -y 1 -s 16 -r 1000 -c 1 -q 1000 -k 100 -z $DURATION"
-    [S8]="backlog -u bench-s8 -x 1 -y 1 -s 16 -C $BACKLOG $CONFIRMED"
+    [S1]="throughput $C -u bench-s1 -x 1 -y 1 -s 16 -a -z $DURATION"
+    [S2]="throughput $C -u bench-s2 -x 1 -y 1 -s 16 $CONFIRMED -z $DURATION"
+    [S3]="throughput $C -u bench-s3 -x 1 -y 1 -s 16 $CONFIRMED -f -z $DURATION"
+    [S4]="throughput $C -u bench-s4 -x 1 -y 1 -s 4096 $CONFIRMED -f -z $DURATION"
+    [S5]="throughput $C -u bench-s5 --queues 4 -x 4 -y 4 -s 16 $CONFIRMED -z $DURATION"
+    [S6]="fanout $C -u bench-s6 --fanout 10 -x 1 -s 16 $CONFIRMED -z $DURATION"
+    [S7]="throughput $C -u bench-s7 -x 1 -y 1 -s 16 -r 1000 -c 1 -q 1000 -k 100 -z $DURATION"
+    [S8]="backlog $C -u bench-s8 -x 1 -y 1 -s 16 -C $BACKLOG $CONFIRMED"
     [S9]="connections --connections 800 --concurrency 10 -z 5"
-    [S10]="throughput -u bench-s10 --queues 100 -x 100 -y 100 -s 16 $CONFIRMED -z $DURATION"
+    [S10]="throughput $C -u bench-s10 --queues 100 -x 100 -y 100 -s 16 $CONFIRMED -z $DURATION"
     [S11]="churn --concurrency 4 -z 5"
 )
 
