@@ -304,3 +304,40 @@ async fn below_the_memory_watermark_transient_messages_stay_in_memory_past_the_w
     assert_eq!(queue_counts(&ch, "roomy").await.0, 300);
     assert_eq!(consume(&ch, "roomy", 300).await, numbered(0..300));
 }
+
+#[tokio::test]
+async fn x_max_length_drops_from_the_head_even_when_the_head_is_on_disk() {
+    let broker = small_window_broker().await;
+    let (_c, ch) = confirming_channel(&broker).await;
+    for (queue, durable, persistent) in [("capped", true, true), ("capped-t", false, false)] {
+        let dead = format!("dropped-{queue}");
+        declare_queue(&ch, &dead).await;
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(30));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            lapin::types::AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            lapin::types::AMQPValue::LongString(dead.as_str().into()),
+        );
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+        // Far more than the window: most of what is over the limit is on disk, not in memory.
+        publish_numbered(&ch, queue, 0..100, persistent).await;
+        assert_eq!(queue_counts(&ch, queue).await.0, 30, "{queue}");
+        // Those dropped while on disk are dead-lettered too, in order, without a consumer
+        // of the capped queue having to read them first.
+        assert_eq!(consume(&ch, &dead, 70).await, numbered(0..70), "{queue}");
+        assert_eq!(consume(&ch, queue, 30).await, numbered(70..100), "{queue}");
+    }
+}

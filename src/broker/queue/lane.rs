@@ -11,6 +11,15 @@ use crate::broker::message::QueueEntry;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+/// An entry x-max-length dropped from the front of a lane.
+#[derive(Debug)]
+pub enum Dropped {
+    /// It was in memory.
+    Now(QueueEntry),
+    /// It is on disk, and goes when read back.
+    WhenRead,
+}
+
 #[derive(Debug, Default)]
 pub struct Lane {
     /// Ready entries in memory, in sequence order.
@@ -37,6 +46,9 @@ pub struct Tail {
     pub loading: bool,
     /// Bumped when the tail is thrown away (purge), so a read already on its way is ignored.
     pub generation: u64,
+    /// Entries at the front of the tail that x-max-length dropped before they were read back:
+    /// they no longer count, and are discarded as they arrive.
+    pub doomed: u64,
 }
 
 impl Lane {
@@ -113,7 +125,20 @@ impl Lane {
     }
 
     pub fn len(&self) -> u64 {
-        self.head.len() as u64 + self.tail.count
+        self.head.len() as u64 + self.tail.count.saturating_sub(self.tail.doomed)
+    }
+
+    /// Drops the first entry that still counts: from memory if the head has one, else, if
+    /// `from_disk`, the first one on disk (discarded when read back).
+    pub fn drop_front(&mut self, from_disk: bool) -> Option<Dropped> {
+        if let Some(entry) = self.pop_front() {
+            return Some(Dropped::Now(entry));
+        }
+        if from_disk && self.tail.count > self.tail.doomed {
+            self.tail.doomed += 1;
+            return Some(Dropped::WhenRead);
+        }
+        None
     }
 
     /// Whether a new entry must go to disk to keep the lane's order (something is on disk
@@ -146,12 +171,16 @@ impl Lane {
         self.head.insert(at, entry);
     }
 
-    /// Appends entries read back from disk, which follow everything in memory.
-    pub fn loaded(&mut self, entries: Vec<QueueEntry>) {
+    /// Appends entries read back from disk, which follow everything in memory, except the
+    /// doomed ones at the front, which are returned.
+    pub fn loaded(&mut self, mut entries: Vec<QueueEntry>) -> Vec<QueueEntry> {
         let n = entries.len() as u64;
         if let Some(last) = entries.last() {
             self.tail.start = last.seq + 1;
         }
+        let doomed = self.tail.doomed.min(n);
+        self.tail.doomed -= doomed;
+        let discarded: Vec<QueueEntry> = entries.drain(..doomed as usize).collect();
         entries.iter().for_each(|e| self.counted(e));
         self.head.extend(entries);
         // An empty read means the disk holds less than counted: believe the disk.
@@ -160,7 +189,9 @@ impl Lane {
         } else {
             self.tail.count.saturating_sub(n)
         };
+        self.tail.doomed = self.tail.doomed.min(self.tail.count);
         self.tail.loading = false;
+        discarded
     }
 
     /// Forgets the disk tail (its entries are being removed from disk).
@@ -216,6 +247,25 @@ mod tests {
         assert_eq!(seqs, [2, 3, 4]);
         assert_eq!(lane.tail.count, 0);
         assert!(!lane.must_page());
+    }
+
+    #[test]
+    fn entries_dropped_while_on_disk_stop_counting_and_are_discarded_when_read() {
+        let mut lane = Lane::default();
+        lane.push_back(entry(0));
+        for seq in 1..4 {
+            lane.paged(seq);
+        }
+        assert!(matches!(lane.drop_front(true), Some(Dropped::Now(e)) if e.seq == 0));
+        assert!(matches!(lane.drop_front(true), Some(Dropped::WhenRead)));
+        assert!(matches!(lane.drop_front(true), Some(Dropped::WhenRead)));
+        assert_eq!(lane.len(), 1);
+        let discarded = lane.loaded(vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(discarded.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(lane.head.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!((lane.len(), lane.tail.doomed), (1, 0));
+        lane.pop_front();
+        assert!(lane.drop_front(true).is_none());
     }
 
     #[test]

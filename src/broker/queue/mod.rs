@@ -499,6 +499,14 @@ impl QueueState {
         self.lanes.iter().all(|l| l.len() == 0)
     }
 
+    /// Drops the message at the head of the queue (x-max-length): the front of the
+    /// highest-priority lane that still counts any (`None` if that is on disk and not
+    /// `from_disk`).
+    fn drop_head(&mut self, from_disk: bool) -> Option<lane::Dropped> {
+        let lane = self.lanes.iter_mut().rev().find(|l| l.len() > 0)?;
+        lane.drop_front(from_disk)
+    }
+
     /// The next message in memory: from the highest-priority lane that has one.
     /// A higher lane whose messages are all still on disk blocks the lower ones until they
     /// are read back, so priority order holds beyond the in-memory window.

@@ -124,7 +124,9 @@ impl Queue {
                 ),
             }
         }
-        state.lanes[index].loaded(entries);
+        for entry in state.lanes[index].loaded(entries) {
+            self.drop_entry(&mut state, &entry);
+        }
         self.dispatch_locked(&mut state);
         self.arm_locked(&mut state);
     }

@@ -2,6 +2,7 @@
 //! messages anywhere in memory, not only at the head), `x-expires`, length limits, and
 //! handing dead letters to the broker's dead-letter task.
 
+use super::lane::Dropped;
 use super::{Overflow, Queue, QueueState};
 use crate::broker::dead_letter::{DeadLetter, Reason};
 use crate::broker::message::{now_ms, Message, QueueEntry};
@@ -50,18 +51,34 @@ impl Queue {
 
     /// drop-head: the oldest ready messages go (dead-lettered as `maxlen`) until the queue is
     /// within its limits.
-    pub(super) fn enforce_max_length(&self, state: &mut QueueState) {
+    /// Past the in-memory window the head may be on disk: those entries stop counting at once
+    /// and are dropped as they are read back (for x-max-length-bytes, whose sizes are not
+    /// known until then, only what is in memory is dropped).
+    pub(super) fn enforce_max_length(self: &Arc<Self>, state: &mut QueueState) {
         if self.args.overflow != Overflow::DropHead {
             return;
         }
+        let mut on_disk = false;
         while self.over_limit(state) {
-            let Some(entry) = state.pop() else { break };
-            state.ready_bytes = state
-                .ready_bytes
-                .saturating_sub(entry.message.size() as u64);
-            self.forget(&entry, false);
-            self.dead_letter(&entry.message, Reason::MaxLen);
+            let over_count = self.args.max_length.is_some_and(|max| state.len() > max);
+            match state.drop_head(over_count) {
+                Some(Dropped::Now(entry)) => self.drop_entry(state, &entry),
+                Some(Dropped::WhenRead) => on_disk = true,
+                None => break,
+            }
         }
+        if on_disk {
+            self.request_loads(state);
+        }
+    }
+
+    /// A ready entry x-max-length drops: its records go, and it is dead-lettered.
+    pub(super) fn drop_entry(&self, state: &mut QueueState, entry: &QueueEntry) {
+        state.ready_bytes = state
+            .ready_bytes
+            .saturating_sub(entry.message.size() as u64);
+        self.forget(entry, false);
+        self.dead_letter(&entry.message, Reason::MaxLen);
     }
 
     /// Sends a message to the dead-letter exchange, if the queue has one.
