@@ -1,10 +1,12 @@
 //! Churn mode: how fast the broker declares and deletes queues, then opens and closes
-//! connections, each phase run by `concurrency` workers for the duration or count.
+//! connections (with the tool's own client, each with one channel), each phase run by
+//! `concurrency` workers for the duration or count.
 
 use crate::args::{Args, Limit};
 use crate::broker_stats;
 use crate::connect::connect;
 use crate::error::PerfError;
+use crate::raw_connection::{self, RawConnection};
 use crate::report::{BrokerReport, ChurnPhase, ChurnReport, Report};
 use crate::stats::{latency_histogram, rate, Counters, Latency};
 use hdrhistogram::Histogram;
@@ -51,7 +53,12 @@ struct Worked {
 }
 
 impl Worked {
-    fn record(&mut self, began: Instant, result: Result<(), lapin::Error>, counters: &Counters) {
+    fn record<E: std::fmt::Display>(
+        &mut self,
+        began: Instant,
+        result: Result<(), E>,
+        counters: &Counters,
+    ) {
         match result {
             Ok(()) => {
                 self.operations += 1;
@@ -131,7 +138,7 @@ async fn queue_churn(
             channel
                 .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                 .await?;
-            Ok(())
+            Ok::<(), lapin::Error>(())
         }
         .await;
         let failed = result.is_err();
@@ -151,18 +158,16 @@ async fn connection_churn(
     limit: Limit,
     counters: Arc<Counters>,
 ) -> Result<Worked, PerfError> {
+    // The tool's own client, as in connections mode: lapin would start and stop a thread for
+    // every connection, and the tool would measure that rather than the broker.
+    let target = raw_connection::target(&uri)?;
+    let name = format!("warren-perf churn {worker}");
     let (start, mut worked) = (Instant::now(), Worked::default());
     let mut i = 0u64;
     while goes_on(limit, start, i) {
         i += 1;
         let began = Instant::now();
-        let result = async {
-            let conn = connect(&uri, &format!("warren-perf churn {worker}")).await?;
-            // lapin closes a dropped channel: keep it until the connection closes.
-            let _channel = conn.create_channel().await?;
-            conn.close(200, "done".into()).await
-        }
-        .await;
+        let result = async { RawConnection::open(&target, &name).await?.close().await }.await;
         worked.record(began, result, &counters);
     }
     Ok(worked)
