@@ -111,12 +111,7 @@ impl Store for MemoryStore {
                     redelivered,
                     message,
                 } => {
-                    let record = EntryRecord {
-                        message: 0,
-                        redelivered,
-                        transient: true,
-                        expires,
-                    };
+                    let record = EntryRecord::paged(expires, redelivered);
                     s.paged.insert(key, (record, copy(&message)));
                 }
                 StoreOp::MarkClean(clean) => s.clean = clean,

@@ -348,6 +348,17 @@ impl EntryKey {
 }
 
 impl EntryRecord {
+    /// The record of an entry read back from the paged files: no stored message, not kept
+    /// across a restart.
+    pub fn paged(expires: u64, redelivered: bool) -> Self {
+        Self {
+            message: 0,
+            redelivered,
+            transient: true,
+            expires,
+        }
+    }
+
     pub fn to_bytes(self) -> [u8; 17] {
         let mut v = [0u8; 17];
         v[..8].copy_from_slice(&self.message.to_be_bytes());

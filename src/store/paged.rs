@@ -282,12 +282,7 @@ impl LaneFiles {
                 continue;
             }
             let key = EntryKey { queue, lane, seq };
-            let record = EntryRecord {
-                message: 0,
-                redelivered: flags & REDELIVERED != 0,
-                transient: true,
-                expires,
-            };
+            let record = EntryRecord::paged(expires, flags & REDELIVERED != 0);
             self.pending
                 .push_back((key, record, decode_message(Bytes::from(body))));
         }
