@@ -58,7 +58,13 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = joined {
+                    if e.is_panic() {
+                        error!("a connection task panicked: {e}");
+                    }
+                }
+            }
         }
     }
     info!("shutting down: closing {} connections", connections.len());

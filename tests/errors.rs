@@ -1181,6 +1181,39 @@ async fn queue_and_exchange_names_of_255_characters_are_fine() {
 // ---------------------------------------------------------------------------------------------
 // exclusive queues
 
+/// A reply text longer than a short string holds is cut to 252 bytes and "...", as RabbitMQ
+/// cuts it, and the other channels of the connection go on (the cut once panicked the task).
+#[tokio::test]
+async fn a_reply_text_over_255_bytes_is_cut_and_closes_only_its_channel() {
+    let broker = TestBroker::start().await;
+    let (_owner, mine) = broker.channel().await;
+    let name = "q".repeat(200);
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    queue(&mine, &name, exclusive, FieldTable::default())
+        .await
+        .expect("exclusive queue.declare");
+    let full = format!(
+        "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{name}' {VHOST}. It \
+         could be originally declared on another connection or the exclusive property value does \
+         not match that of the original declaration."
+    );
+    let cut = format!("{}...", &full[..252]);
+    let other = broker.connect().await;
+    channel_error(&other, Via::Reply, 405, &cut, |ch| {
+        let name = name.clone();
+        async move { queue(&ch, &name, PASSIVE_Q, FieldTable::default()).await }
+    })
+    .await;
+    channel_error(&other, Via::Reply, 405, &cut, |ch| {
+        let name = name.clone();
+        async move { consume(&ch, &name, "intruder", false).await }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_exclusive_queue_is_locked_to_its_connection_with_405() {
     let broker = TestBroker::start().await;

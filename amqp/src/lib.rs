@@ -11,12 +11,14 @@ pub mod encode;
 pub mod error;
 pub mod frame;
 pub mod reply;
+pub mod short;
 
 pub use amq_protocol::protocol::{self, AMQPClass, BasicProperties};
 pub use amq_protocol::types::{self, AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 pub use assembler::{Command, CommandAssembler, Content};
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameKind};
+pub use short::short_string;
 
 /// The eight bytes a 0-9-1 client opens with, and the bytes a server answers a wrong header with.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";

@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::warn;
-use warren_amqp::{AMQPValue, BasicProperties, FieldTable, LongString};
+use warren_amqp::{short_string, AMQPValue, BasicProperties, FieldTable, LongString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -110,8 +110,8 @@ fn route(
     warren_amqp::encode::properties(&mut raw, &properties);
     let routing_key = keys.first().cloned().unwrap_or_default();
     let message = Message::from_parts(
-        letter.exchange.as_str().into(),
-        routing_key.as_str().into(),
+        short_string(&letter.exchange),
+        short_string(&routing_key),
         &properties,
         raw.freeze(),
         letter.message.body.clone(),

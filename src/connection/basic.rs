@@ -569,5 +569,5 @@ fn consume_arguments(args: &FieldTable, what: &str) -> AmqpResult<i64> {
 /// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
 pub(super) fn generated_consumer_tag() -> ShortString {
     let name = crate::broker::vhost::generated_queue_name();
-    name.as_str().replacen("amq.gen-", "amq.ctag-", 1).into()
+    warren_amqp::short_string(&name.as_str().replacen("amq.gen-", "amq.ctag-", 1))
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use warren_amqp::frame::FrameKind;
 use warren_amqp::protocol::{channel as ch, connection as conn};
-use warren_amqp::AMQPClass;
+use warren_amqp::{short_string, AMQPClass};
 
 impl Connection {
     /// The single place errors become closes: soft errors close the channel, hard ones (and
@@ -32,7 +32,7 @@ impl Connection {
         }
         let close = ch::Close {
             reply_code: error.code,
-            reply_text: error.text.as_str().into(),
+            reply_text: short_string(&error.text),
             class_id: error.class_id,
             method_id: error.method_id,
         };
@@ -46,7 +46,7 @@ impl Connection {
         if let Some(error) = &self.closing {
             let close = conn::Close {
                 reply_code: error.code,
-                reply_text: error.text.as_str().into(),
+                reply_text: short_string(&error.text),
                 class_id: error.class_id,
                 method_id: error.method_id,
             };

@@ -38,7 +38,7 @@ pub(crate) async fn run(
             warn!(%peer, "refusing connection: {error}");
             let close = conn::Close {
                 reply_code: error.code,
-                reply_text: error.text.as_str().into(),
+                reply_text: warren_amqp::short_string(&error.text),
                 class_id: error.class_id,
                 method_id: error.method_id,
             };

@@ -41,7 +41,7 @@ impl Connection {
         }
         let mut properties = content.properties.clone();
         if let Some(name) = reply_name {
-            properties = properties.with_reply_to(name.into());
+            properties = properties.with_reply_to(warren_amqp::short_string(&name));
         }
         if let Some(headers) = headers {
             properties = properties.with_headers(headers);

@@ -289,8 +289,8 @@ pub fn decode_message(mut bytes: Bytes) -> Option<Message> {
         .ok()?
         .1;
     Some(Message::from_parts(
-        exchange.into(),
-        routing_key.into(),
+        warren_amqp::short_string(&exchange),
+        warren_amqp::short_string(&routing_key),
         &properties,
         raw_properties,
         bytes,

@@ -10,12 +10,15 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use std::time::Duration;
 use warren::{Config, Server};
 
+pub mod panics;
 pub mod raw;
 
 pub struct TestBroker {
     pub server: Server,
     /// The temporary data directory, unless the test brought its own (`start_in`).
     _data: Option<tempfile::TempDir>,
+    /// Fails the test, when the broker is dropped, if anything but the test's own code panicked.
+    _panics: panics::PanicCheck,
 }
 
 impl TestBroker {
@@ -50,10 +53,12 @@ impl TestBroker {
             ..Config::default()
         };
         adjust(&mut config);
+        let _panics = panics::PanicCheck::install();
         let server = Server::start(config).await.expect("broker starts");
         Self {
             server,
             _data: None,
+            _panics,
         }
     }
 

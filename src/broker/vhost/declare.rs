@@ -9,7 +9,7 @@ use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
 use std::sync::Arc;
-use warren_amqp::FieldTable;
+use warren_amqp::{FieldTable, ShortString};
 
 /// The arguments of exchange.declare.
 #[derive(Debug, Clone, Default)]
@@ -74,7 +74,7 @@ impl VHost {
                 let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
                 alternate::check(&spec.arguments, &what)?;
                 let mut x = Exchange::new(
-                    spec.name.as_str().into(),
+                    name_of(&spec.name)?,
                     kind,
                     spec.durable,
                     spec.auto_delete,
@@ -181,7 +181,7 @@ impl VHost {
                     &format!("queue '{}' in vhost '{}'", spec.name, self.name),
                 )?;
                 let mut q = Queue::new(
-                    spec.name.as_str().into(),
+                    name_of(&spec.name)?,
                     self.name.clone(),
                     durable,
                     owner,
@@ -308,4 +308,15 @@ impl VHost {
             arguments: x.arguments.clone(),
         }
     }
+}
+
+/// A name as the short string AMQP carries it. Names from AMQP methods always fit; other
+/// callers (the management API) may pass longer ones, which no client could ever address.
+fn name_of(name: &str) -> AmqpResult<ShortString> {
+    ShortString::try_new(name).map_err(|_| {
+        AmqpError::precondition_failed(format!(
+            "name '{}...' is longer than 255 bytes",
+            warren_amqp::short::truncate(name, 64)
+        ))
+    })
 }

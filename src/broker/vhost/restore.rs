@@ -22,8 +22,9 @@ impl VHost {
     pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
         let (kind, delayed) = declared_type(&r.kind, &r.arguments)
             .map_err(|e| format!("exchange '{}': {}", r.name, e.text))?;
+        // Recorded names came from short strings, so they fit; a damaged record cannot panic.
         let mut x = Exchange::new(
-            r.name.as_str().into(),
+            warren_amqp::short_string(&r.name),
             kind,
             true,
             r.auto_delete,
@@ -40,7 +41,7 @@ impl VHost {
     /// Recreates a durable queue from its record at start; recovery then refills it.
     pub fn restore_queue(&self, r: &QueueRecord) -> Arc<Queue> {
         let q = Queue::new(
-            r.name.as_str().into(),
+            warren_amqp::short_string(&r.name),
             self.name.clone(),
             true,
             None,
