@@ -23,6 +23,7 @@ pub struct Config {
     pub heartbeat: u16,
     pub max_message_size: u64,
     pub handshake_timeout: u64,
+    pub close_linger: u64,
     pub queue_window: usize,
     pub paging_watermark: u64,
 }
@@ -42,6 +43,7 @@ impl Default for Config {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: 10,
+            close_linger: 30,
             queue_window: 2048,
             paging_watermark: 512 * 1024 * 1024,
         }

@@ -88,12 +88,25 @@ pub async fn serve(
         flow: None,
     };
     let mut events = events;
-    let end = connection.run(&mut events, shutdown).await;
+    let end = connection.run(&mut events, shutdown.clone()).await;
     connection.cleanup(&mut events);
     match end {
-        Ok(reason) => info!(%peer, "connection closed: {reason}"),
+        Ok(Closed::ByClient(reason)) => {
+            info!(%peer, "connection closed: {reason}");
+            let linger = Duration::from_secs(connection.broker.config.close_linger);
+            connection.io.linger(linger, shutdown).await;
+        }
+        Ok(Closed::ByServer(reason)) => info!(%peer, "connection closed: {reason}"),
         Err(e) => info!(%peer, "connection closed: {e}"),
     }
+}
+
+/// How a connection ended by the close handshake.
+enum Closed {
+    /// The client sent connection.close and has its close-ok: the client closes the socket.
+    ByClient(String),
+    /// The server sent connection.close and had its close-ok (or gave up waiting).
+    ByServer(String),
 }
 
 /// The socket halves and their buffers.
@@ -119,6 +132,31 @@ impl Io {
             if self.reader.read_buf(&mut self.input).await? == 0 {
                 return Err(ConnectionEnd::Eof);
             }
+        }
+    }
+
+    /// After close-ok to a client's connection.close, the client is the one to close the socket
+    /// (the spec's close-ok lets it "release resources for the connection and close the
+    /// socket"). Closing first races the client: its reader sees EOF before it has shut down
+    /// and reports a lost connection, and bytes it wrote after its close (publishes buffered
+    /// behind it) turn the server's close into a reset that discards the close-ok. So, as
+    /// RabbitMQ does, the socket stays fully open and what arrives is read and dropped until
+    /// the client closes, `limit` passes, or the server shuts down.
+    async fn linger(&mut self, limit: Duration, mut shutdown: watch::Receiver<bool>) {
+        // Nothing more is parsed or sent: the buffers go back now, not when the client closes.
+        self.input = BytesMut::new();
+        self.output = BytesMut::new();
+        let drain = async {
+            let mut scratch = [0u8; 8192];
+            while let Ok(n) = self.reader.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(limit, drain) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => {}
         }
     }
 
@@ -183,7 +221,7 @@ impl Connection {
         &mut self,
         events: &mut mpsc::UnboundedReceiver<ConnectionEvent>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<String, ConnectionEnd> {
+    ) -> Result<Closed, ConnectionEnd> {
         let beat = Duration::from_secs(u64::from(self.heartbeat.max(1)));
         // The first heartbeat is due half an interval after the handshake, not at once.
         let mut ticker = tokio::time::interval_at(Instant::now() + beat / 2, beat / 2);
@@ -192,7 +230,7 @@ impl Connection {
         let store = self.broker.store.clone();
         loop {
             if self.closing.is_some() {
-                return self.finish_close().await;
+                return self.finish_close().await.map(Closed::ByServer);
             }
             let room = self.io.output.len() < OUTPUT_HIGH_WATER;
             let flow = self.flow.clone();
@@ -222,7 +260,7 @@ impl Connection {
                     last_read = Instant::now();
                     if let Some(reason) = self.on_input()? {
                         self.io.flush().await?;
-                        return Ok(reason);
+                        return Ok(Closed::ByClient(reason));
                     }
                 }
                 event = events.recv(), if room => {

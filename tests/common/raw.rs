@@ -110,6 +110,11 @@ impl RawClient {
         }
     }
 
+    /// Shuts the socket's write side, as a client does when it closes: the server reads EOF.
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     /// The next frame from the server, heartbeats included; `None` once the server has closed
     /// the socket.
     pub async fn recv(&mut self) -> Option<AMQPFrame> {
