@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod dedup;
 pub mod delayed;
 pub mod delivery;
 pub mod exchange;

@@ -63,8 +63,8 @@ impl Connection {
                 exchange.name, self.vhost.name
             )));
         }
-        let held =
-            exchange.delayed && delayed::delay_of(content.properties.headers().as_ref()).is_some();
+        let held = exchange.is_delayed()
+            && delayed::delay_of(content.properties.headers().as_ref()).is_some();
         let (content, extra_keys) = self.rewrite(channel_id, content, held)?;
         let publication = Publication {
             exchange,
@@ -124,7 +124,7 @@ impl Connection {
             content,
             extra_keys,
         } = p;
-        if exchange.delayed {
+        if exchange.is_delayed() {
             if let Some(delay) = delayed::delay_of(content.properties.headers().as_ref()) {
                 // Held by the exchange until due; routed (and returned to nobody) then. The
                 // message still has its BCC header (see `rewrite`), so the CC and BCC keys are

@@ -24,7 +24,7 @@ struct State {
     entries: BTreeMap<EntryKey, EntryRecord>,
     /// Messages paged out that are not kept across a restart.
     paged: BTreeMap<EntryKey, (EntryRecord, Message)>,
-    dedup: BTreeMap<(u64, Box<[u8]>), u64>,
+    dedup: BTreeMap<(u64, Box<[u8]>), DedupRecord>,
     clean: bool,
 }
 
@@ -57,15 +57,7 @@ impl Store for MemoryStore {
             queues: s.queues.values().cloned().collect(),
             bindings: s.bindings.clone(),
             max_message_id: s.messages.keys().next_back().copied().unwrap_or(0),
-            dedup_keys: s
-                .dedup
-                .iter()
-                .map(|((queue, key), seen_at)| DedupRecord {
-                    queue: *queue,
-                    key: key.clone(),
-                    seen_at: *seen_at,
-                })
-                .collect(),
+            dedup_keys: s.dedup.values().cloned().collect(),
             dropped: Vec::new(),
             clean: s.clean,
         })
@@ -116,7 +108,7 @@ impl Store for MemoryStore {
                 }
                 StoreOp::MarkClean(clean) => s.clean = clean,
                 StoreOp::PutDedupKey(r) => {
-                    s.dedup.insert((r.queue, r.key), r.seen_at);
+                    s.dedup.insert((r.queue, r.key.clone()), r);
                 }
                 StoreOp::RemoveDedupKey { queue, key } => {
                     s.dedup.remove(&(queue, key));

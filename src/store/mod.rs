@@ -159,6 +159,9 @@ pub struct DedupRecord {
     pub queue: u64,
     pub key: Box<[u8]>,
     pub seen_at: u64,
+    /// How long the key counts when the message said so itself (its `x-cache-ttl` header);
+    /// `None`: as long as the queue's own settings say.
+    pub ttl: Option<u64>,
 }
 
 impl DedupRecord {
@@ -170,14 +173,29 @@ impl DedupRecord {
         k
     }
 
+    /// The stored value: when the key was seen, then the message's own TTL if it had one.
+    pub fn store_value(&self) -> Vec<u8> {
+        let mut v = self.seen_at.to_be_bytes().to_vec();
+        if let Some(ttl) = self.ttl {
+            v.extend_from_slice(&ttl.to_be_bytes());
+        }
+        v
+    }
+
     /// Reads a stored key and value back.
     pub fn from_stored(stored_key: &[u8], value: &[u8]) -> Option<Self> {
         let queue = u64::from_be_bytes(stored_key.get(..8)?.try_into().ok()?);
-        let seen_at = u64::from_be_bytes(value.try_into().ok()?);
+        let seen_at = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+        let ttl = match value.len() {
+            8 => None,
+            16 => Some(u64::from_be_bytes(value.get(8..)?.try_into().ok()?)),
+            _ => return None,
+        };
         Some(Self {
             queue,
             key: stored_key.get(8..)?.into(),
             seen_at,
+            ttl,
         })
     }
 }
@@ -411,6 +429,21 @@ mod tests {
         assert_eq!(back.priority, 3);
         assert!(decode_message(Bytes::from_static(b"\x01\x05ab")).is_none());
         assert!(decode_message(Bytes::new()).is_none());
+    }
+
+    #[test]
+    fn dedup_records_round_trip_with_and_without_their_own_ttl() {
+        for ttl in [None, Some(500)] {
+            let r = DedupRecord {
+                queue: 7,
+                key: b"order-1".as_slice().into(),
+                seen_at: 1_700_000_000_000,
+                ttl,
+            };
+            let key = DedupRecord::store_key(r.queue, &r.key);
+            assert_eq!(DedupRecord::from_stored(&key, &r.store_value()), Some(r));
+        }
+        assert_eq!(DedupRecord::from_stored(&[0; 8], &[0; 12]), None);
     }
 
     #[test]

@@ -269,10 +269,7 @@ impl Store for SledStore {
                 }
                 StoreOp::PutDedupKey(r) => {
                     self.dedup
-                        .insert(
-                            DedupRecord::store_key(r.queue, &r.key),
-                            &r.seen_at.to_be_bytes()[..],
-                        )
+                        .insert(DedupRecord::store_key(r.queue, &r.key), r.store_value())
                         .map_err(engine)?;
                 }
                 StoreOp::RemoveDedupKey { queue, key } => {

@@ -4,6 +4,7 @@
 //! read locks; only bind/unbind take the write lock.
 
 pub mod alternate;
+pub mod dedup;
 mod direct;
 mod fanout;
 mod headers;
@@ -18,13 +19,27 @@ use warren_amqp::{FieldTable, ShortString};
 /// The exchange type that delays messages (as RabbitMQ's delayed-message plugin names it).
 pub const DELAYED_TYPE: &str = "x-delayed-message";
 
-/// The routing type and delaying of an exchange declared with type `kind`: an
-/// `x-delayed-message` exchange routes as its `x-delayed-type` argument says.
-pub fn declared_type(kind: &str, arguments: &FieldTable) -> AmqpResult<(ExchangeKind, bool)> {
+/// What an exchange type from a plugin adds to routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// One of AMQP's four types.
+    Plain,
+    /// `x-delayed-message`: holds messages for their `x-delay`, then routes as its
+    /// `x-delayed-type` says.
+    Delayed,
+    /// `x-message-deduplication`: drops duplicates, then routes as fanout.
+    Deduplicating,
+}
+
+/// The routing type and flavour of an exchange declared with type `kind`.
+pub fn declared_type(kind: &str, arguments: &FieldTable) -> AmqpResult<(ExchangeKind, Flavour)> {
+    if kind == dedup::DEDUP_TYPE {
+        return Ok((ExchangeKind::Fanout, Flavour::Deduplicating));
+    }
     if kind != DELAYED_TYPE {
         let parsed = ExchangeKind::parse(kind)
             .ok_or_else(|| AmqpError::command_invalid(format!("invalid exchange type '{kind}'")))?;
-        return Ok((parsed, false));
+        return Ok((parsed, Flavour::Plain));
     }
     let underlying = match arguments.inner().get("x-delayed-type") {
         Some(warren_amqp::AMQPValue::LongString(s)) => {
@@ -32,7 +47,7 @@ pub fn declared_type(kind: &str, arguments: &FieldTable) -> AmqpResult<(Exchange
         }
         _ => None,
     };
-    underlying.map(|k| (k, true)).ok_or_else(|| {
+    underlying.map(|k| (k, Flavour::Delayed)).ok_or_else(|| {
         AmqpError::precondition_failed(
             "Invalid argument, 'x-delayed-type' must be an existing exchange type",
         )
@@ -152,9 +167,11 @@ pub struct Exchange {
     pub arguments: FieldTable,
     /// Where messages go that this exchange's bindings cannot route (`alternate-exchange`).
     pub alternate: Option<String>,
-    /// An `x-delayed-message` exchange: it holds messages for their `x-delay` before routing
-    /// them as its `x-delayed-type` (`kind`) would.
-    pub delayed: bool,
+    /// A delaying or deduplicating exchange type, or a plain one.
+    pub flavour: Flavour,
+    /// The keys of recent messages, if the exchange drops duplicates (by its type or by
+    /// LavinMQ's `x-message-deduplication` argument).
+    dedup: Option<dedup::ExchangeDedup>,
     table: RwLock<Box<dyn BindingTable>>,
 }
 
@@ -174,24 +191,39 @@ impl Exchange {
             auto_delete,
             internal,
             alternate: alternate::from_arguments(&arguments),
-            delayed: false,
+            flavour: Flavour::Plain,
+            dedup: None,
             arguments,
             table: RwLock::new(kind.new_table()),
         }
     }
 
-    /// Makes this an `x-delayed-message` exchange.
-    pub fn with_delay(mut self) -> Self {
-        self.delayed = true;
+    /// Gives the exchange a plugin type's behaviour, and deduplication if its declaration
+    /// asks for it.
+    pub fn with_flavour(mut self, flavour: Flavour, dedup: Option<dedup::ExchangeDedup>) -> Self {
+        self.flavour = flavour;
+        self.dedup = dedup;
         self
+    }
+
+    /// An `x-delayed-message` exchange: it holds messages for their `x-delay` before routing
+    /// them as its `x-delayed-type` (`kind`) would.
+    pub fn is_delayed(&self) -> bool {
+        self.flavour == Flavour::Delayed
+    }
+
+    /// Whether a message with these headers is a duplicate the exchange drops (recording its
+    /// key if not).
+    pub fn is_duplicate(&self, headers: Option<&FieldTable>) -> bool {
+        self.dedup.as_ref().is_some_and(|d| d.is_duplicate(headers))
     }
 
     /// The type as clients declare it.
     pub fn type_name(&self) -> &'static str {
-        if self.delayed {
-            DELAYED_TYPE
-        } else {
-            self.kind.as_str()
+        match self.flavour {
+            Flavour::Plain => self.kind.as_str(),
+            Flavour::Delayed => DELAYED_TYPE,
+            Flavour::Deduplicating => dedup::DEDUP_TYPE,
         }
     }
 

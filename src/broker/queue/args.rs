@@ -31,17 +31,34 @@ pub struct QueueArgs {
     /// Lanes above the base one: messages' priorities are capped at this.
     pub max_priority: u8,
     pub single_active_consumer: bool,
-    /// `x-message-deduplication`: drop publishes whose deduplication key was seen recently.
+    /// `x-message-deduplication`: drop publishes whose deduplication key the queue holds.
     pub deduplication: Option<Dedup>,
 }
 
-/// The window a deduplicating queue remembers keys for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a deduplicating queue compares. Without `x-cache-size` and `x-cache-ttl` a key counts
+/// while a message carrying it is in the queue (the RabbitMQ plugin's meaning); with either,
+/// while it is in a bounded cache of recently seen keys (LavinMQ's meaning).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dedup {
     /// `x-cache-size`: how many keys at most (oldest forgotten first).
     pub cache_size: Option<u64>,
     /// `x-cache-ttl`: how long a key is remembered, in milliseconds.
     pub cache_ttl: Option<u64>,
+    /// `x-deduplication-header`: the header holding the key, if not the default one.
+    pub header: Option<String>,
+}
+
+impl Dedup {
+    pub fn header(&self) -> &str {
+        self.header
+            .as_deref()
+            .unwrap_or(crate::broker::dedup::DEFAULT_HEADER)
+    }
+
+    /// Keys live in a bounded cache rather than for as long as their message is queued.
+    pub fn is_cache(&self) -> bool {
+        self.cache_size.is_some() || self.cache_ttl.is_some()
+    }
 }
 
 pub fn integer(v: &AMQPValue) -> Option<i64> {
@@ -236,6 +253,7 @@ impl QueueArgs {
                 Some(Dedup {
                     cache_size: c.integer("x-cache-size", Bound::Positive)?,
                     cache_ttl: c.integer("x-cache-ttl", Bound::Positive)?,
+                    header: c.string("x-deduplication-header")?,
                 })
             } else {
                 None

@@ -106,8 +106,8 @@ struct QueueState {
     last_used: Instant,
     /// When the timer task will next wake the queue, if it will.
     timer_at: Option<Instant>,
-    /// Recently seen deduplication keys (deduplicating queues only).
-    dedup: dedup::DedupCache,
+    /// The deduplication keys the queue holds (deduplicating queues only).
+    dedup: dedup::QueueDedup,
     deleted: bool,
 }
 
@@ -138,7 +138,7 @@ impl Queue {
             ready_bytes: 0,
             last_used: Instant::now(),
             timer_at: None,
-            dedup: dedup::DedupCache::default(),
+            dedup: dedup::QueueDedup::default(),
             deleted: false,
         };
         Self {
@@ -159,13 +159,11 @@ impl Queue {
     /// Applies parsed arguments (a priority queue gets one lane per priority level).
     pub fn with_args(mut self, args: QueueArgs) -> Self {
         let lanes = usize::from(args.max_priority) + 1;
-        self.state
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .lanes
-            .resize_with(lanes, || {
-                Lane::with_gauge(self.hooks.as_ref().map(|h| h.memory.clone()))
-            });
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        state.lanes.resize_with(lanes, || {
+            Lane::with_gauge(self.hooks.as_ref().map(|h| h.memory.clone()))
+        });
+        state.dedup = dedup::QueueDedup::for_args(args.deduplication.as_ref());
         self.args = args;
         self
     }
@@ -240,11 +238,9 @@ impl Queue {
             }
             return PublishOutcome::Rejected;
         }
-        if let Some(window) = self.args.deduplication {
-            if !self.admit_key(&mut state, &message, window) {
-                // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
-                return PublishOutcome::Duplicate;
-            }
+        if !self.admit_key(&mut state, &message) {
+            // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
+            return PublishOutcome::Duplicate;
         }
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -281,7 +277,7 @@ impl Queue {
         }
         if entry.expired(now_ms()) {
             // A TTL of 0 (or an expiration already past): only a waiting consumer gets it.
-            self.expire(entry);
+            self.expire(&mut state, entry);
             return PublishOutcome::Accepted;
         }
         state.ready_bytes += entry.message.size() as u64;
@@ -319,7 +315,7 @@ impl Queue {
                         state.unacked += 1;
                         self.mark_delivered(&entry);
                     } else {
-                        self.forget(&entry, false);
+                        self.forget(&mut state, &entry, false);
                     }
                     self.request_loads(&mut state);
                     return Some((entry, state.len() as u32));
@@ -379,7 +375,8 @@ impl Queue {
         let mut count = 0;
         for entry in entries {
             count += 1;
-            self.forget(entry, state.deleted);
+            let gone = state.deleted;
+            self.forget(&mut state, entry, gone);
             if rejected {
                 self.dead_letter(&entry.message, Reason::Rejected);
             }
@@ -416,7 +413,7 @@ impl Queue {
         }
         if consumer.no_ack {
             // Delivered without acknowledgement: gone from the queue once sent.
-            self.forget(&entry, false);
+            self.forget(state, &entry, false);
         } else {
             state.unacked += 1;
             self.mark_delivered(&entry);
@@ -436,7 +433,7 @@ impl Queue {
         state.ready_bytes = 0;
         for i in 0..state.lanes.len() {
             for entry in state.lanes[i].take_head() {
-                self.forget(&entry, false);
+                self.forget(&mut state, &entry, false);
             }
             if let (Some(from), Some(s)) = (state.lanes[i].discard_tail(), &self.storage) {
                 // Entries published after the purge come after `next_seq`: they stay.
@@ -444,6 +441,7 @@ impl Queue {
                 s.store.drop_entries(range);
             }
         }
+        self.release_all_keys(&mut state);
         self.flow.update(0, false);
         n
     }

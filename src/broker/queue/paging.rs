@@ -37,10 +37,17 @@ impl Queue {
         }
     }
 
-    /// An entry leaves the queue for good: its record goes, and its message's record with the
-    /// last holder. After a delete the queue's records are already gone.
-    pub(super) fn forget(&self, entry: &QueueEntry, queue_gone: bool) {
-        if entry.disk == 0 || queue_gone {
+    /// An entry leaves the queue for good: its deduplication key is free, its record goes, and
+    /// its message's record with the last holder. After a delete the queue's records are
+    /// already gone.
+    pub(super) fn forget(&self, state: &mut QueueState, entry: &QueueEntry, queue_gone: bool) {
+        if queue_gone {
+            return;
+        }
+        // Before the entry's removal, so that after a crash a key is never kept for a
+        // message the store no longer has.
+        self.release_key(state, entry);
+        if entry.disk == 0 {
             return;
         }
         if let Some((s, key)) = self.key(entry) {

@@ -77,7 +77,7 @@ impl Queue {
         state.ready_bytes = state
             .ready_bytes
             .saturating_sub(entry.message.size() as u64);
-        self.forget(entry, false);
+        self.forget(state, entry, false);
         self.dead_letter(&entry.message, Reason::MaxLen);
     }
 
@@ -97,8 +97,8 @@ impl Queue {
     }
 
     /// An expired entry leaves the queue.
-    pub(super) fn expire(&self, entry: QueueEntry) {
-        self.forget(&entry, false);
+    pub(super) fn expire(&self, state: &mut QueueState, entry: QueueEntry) {
+        self.forget(state, &entry, false);
         self.dead_letter(&entry.message, Reason::Expired);
     }
 
@@ -113,7 +113,7 @@ impl Queue {
             if !entry.expired(now) {
                 return Some(entry);
             }
-            self.expire(entry);
+            self.expire(state, entry);
         }
     }
 
@@ -128,7 +128,7 @@ impl Queue {
             state.ready_bytes = state
                 .ready_bytes
                 .saturating_sub(entry.message.size() as u64);
-            self.expire(entry);
+            self.expire(state, entry);
         }
     }
 

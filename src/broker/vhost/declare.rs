@@ -4,7 +4,8 @@
 use super::equivalence::check_args_equivalent;
 use super::VHost;
 use crate::broker::consumer::{ConnectionId, Consumer};
-use crate::broker::exchange::{alternate, declared_type, Destination, Exchange};
+use crate::broker::exchange::dedup::ExchangeDedup;
+use crate::broker::exchange::{alternate, declared_type, Destination, Exchange, Flavour};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
@@ -61,7 +62,7 @@ impl VHost {
         if spec.passive {
             return self.exchange(&spec.name);
         }
-        let (kind, delayed) = declared_type(&spec.kind, &spec.arguments)?;
+        let (kind, flavour) = declared_type(&spec.kind, &spec.arguments)?;
         let exchange = match self.exchanges.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {
@@ -73,17 +74,17 @@ impl VHost {
                 }
                 let what = format!("exchange '{}' in vhost '{}'", spec.name, self.name);
                 alternate::check(&spec.arguments, &what)?;
-                let mut x = Exchange::new(
+                let deduplicating = flavour == Flavour::Deduplicating;
+                let dedup = ExchangeDedup::declared(deduplicating, &spec.arguments, &what)?;
+                let x = Exchange::new(
                     name_of(&spec.name)?,
                     kind,
                     spec.durable,
                     spec.auto_delete,
                     spec.internal,
                     spec.arguments.clone(),
-                );
-                if delayed {
-                    x = x.with_delay();
-                }
+                )
+                .with_flavour(flavour, dedup);
                 if x.durable {
                     self.store
                         .submit(StoreOp::PutExchange(self.exchange_record(&x)));
@@ -97,7 +98,7 @@ impl VHost {
                 "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
             ))
         };
-        if exchange.kind != kind || exchange.delayed != delayed {
+        if exchange.kind != kind || exchange.flavour != flavour {
             return Err(inequivalent("type", &spec.kind, exchange.type_name()));
         }
         for (arg, received, current) in [

@@ -164,6 +164,10 @@ impl VHost {
         extra_keys: &[String],
         scratch: &mut Vec<Destination>,
     ) {
+        if x.is_duplicate(input.headers) {
+            // Not routed at all: not to the alternate exchange either.
+            return;
+        }
         let before = scratch.len();
         x.route_keys(input, extra_keys, scratch);
         if scratch.len() > before {

@@ -1,7 +1,8 @@
 //! Recreating durable exchanges, queues and bindings from their records at start.
 
 use super::VHost;
-use crate::broker::exchange::{declared_type, Binding, Destination, Exchange};
+use crate::broker::exchange::dedup::ExchangeDedup;
+use crate::broker::exchange::{declared_type, Binding, Destination, Exchange, Flavour};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord};
 use std::sync::Arc;
@@ -20,20 +21,22 @@ impl VHost {
 
     /// Recreates a durable exchange from its record at start (nothing is written back).
     pub fn restore_exchange(&self, r: &ExchangeRecord) -> Result<(), String> {
-        let (kind, delayed) = declared_type(&r.kind, &r.arguments)
-            .map_err(|e| format!("exchange '{}': {}", r.name, e.text))?;
+        let what = format!("exchange '{}'", r.name);
+        let (kind, flavour) =
+            declared_type(&r.kind, &r.arguments).map_err(|e| format!("{what}: {}", e.text))?;
+        let deduplicating = flavour == Flavour::Deduplicating;
+        let dedup = ExchangeDedup::declared(deduplicating, &r.arguments, &what)
+            .map_err(|e| format!("{what}: {}", e.text))?;
         // Recorded names came from short strings, so they fit; a damaged record cannot panic.
-        let mut x = Exchange::new(
+        let x = Exchange::new(
             warren_amqp::short_string(&r.name),
             kind,
             true,
             r.auto_delete,
             r.internal,
             r.arguments.clone(),
-        );
-        if delayed {
-            x = x.with_delay();
-        }
+        )
+        .with_flavour(flavour, dedup);
         self.exchanges.insert(r.name.clone(), Arc::new(x));
         Ok(())
     }
