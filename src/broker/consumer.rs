@@ -8,6 +8,7 @@
 
 use super::message::{Message, QueueEntry};
 use super::queue::Queue;
+use crate::store::writer::ConfirmSink;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -51,6 +52,18 @@ pub enum ConnectionEvent {
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
+
+/// The store tells a connection through its mailbox that its persistent publishes are safe.
+impl ConfirmSink for Mailbox {
+    fn persisted(&self, channel: u16, epoch: u64, upto: u64, ok: bool) {
+        let _ = self.send(ConnectionEvent::Persisted {
+            channel,
+            epoch,
+            upto,
+            ok,
+        });
+    }
+}
 
 /// A count against an optional limit (0 = unlimited), changed by both sides without locks.
 #[derive(Debug, Default)]

@@ -97,14 +97,14 @@ impl Connection {
             {
                 confirms.waiting.insert(seq);
             }
-            let mailbox = self.mailbox.clone();
+            let sink = self.confirm_sink.clone();
             let epoch = self
                 .channels
                 .get(&channel_id)
                 .and_then(|c| c.confirms.as_ref())
                 .map_or(0, |c| c.epoch);
             self.broker.store.barrier(Durable::Confirm {
-                mailbox,
+                sink,
                 channel: channel_id,
                 epoch,
                 seq,

@@ -19,6 +19,7 @@ use crate::broker::queue::Queue;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
+use crate::store::writer::ConfirmSink;
 use bytes::BytesMut;
 use channel::Channel;
 use std::collections::HashMap;
@@ -78,6 +79,7 @@ pub async fn serve(
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
         channels: HashMap::new(),
+        confirm_sink: Arc::new(mailbox.clone()),
         mailbox,
         exclusive_queues: Vec::new(),
         routing_scratch: Vec::new(),
@@ -201,6 +203,8 @@ pub(crate) struct Connection {
     channels: HashMap<u16, Channel>,
     /// Given to this connection's consumers so queues can deliver to it.
     mailbox: mpsc::UnboundedSender<ConnectionEvent>,
+    /// The mailbox as the store sees it: told when persistent publishes are on disk.
+    confirm_sink: Arc<dyn ConfirmSink>,
     /// Exclusive queues die with the connection that declared them.
     exclusive_queues: Vec<Arc<Queue>>,
     /// Reused per publish so routing allocates nothing in the steady state.

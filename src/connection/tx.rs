@@ -65,12 +65,11 @@ impl Connection {
         if stored {
             // commit-ok waits until the transaction's persistent messages are on disk.
             let mailbox = self.mailbox.clone();
-            self.broker.store.barrier(Durable::Event(
-                mailbox,
-                ConnectionEvent::TxDurable {
+            self.broker.store.barrier(Durable::Then(Box::new(move |_| {
+                let _ = mailbox.send(ConnectionEvent::TxDurable {
                     channel: channel_id,
-                },
-            ));
+                });
+            })));
         } else {
             self.send_commit_ok(channel_id);
         }

@@ -12,8 +12,8 @@
 //! Held writes are numbered with the order their requests arrived in, so a barrier knows
 //! whether anything sent before it is still held.
 
+use super::Message;
 use super::{EntryKey, EntryRecord, StoreOp};
-use crate::broker::message::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

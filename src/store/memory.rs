@@ -2,11 +2,11 @@
 //! so a broker reopened on the same `MemoryStore` recovers like one reopened on disk.
 
 use super::paged::merge_lane;
+use super::Message;
 use super::{
     BindingRecord, DedupRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord,
     Recovered, Store, StoreError, StoreOp,
 };
-use crate::broker::message::Message;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 

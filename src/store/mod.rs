@@ -7,17 +7,18 @@
 
 mod held;
 pub mod memory;
+pub mod message;
 pub mod paged;
 pub mod refs;
 pub mod sled_store;
 pub mod writer;
 
-use crate::broker::message::Message;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use warren_amqp::FieldTable;
 
+pub use message::Message;
 pub use writer::StoreHandle;
 
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@
 //! A record is: body length (u32), sequence number (u64), expiry (u64), flags (u8), then the
 //! message in its stored form.
 
+use super::Message;
 use super::{decode_message, encode_message_into, EntryKey, EntryRecord, LoadedEntry, StoreError};
-use crate::broker::message::Message;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};

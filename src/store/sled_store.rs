@@ -386,7 +386,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::store::Message;
     use bytes::Bytes;
     use std::sync::Arc;
 

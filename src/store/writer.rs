@@ -8,7 +8,6 @@
 use super::held::Held;
 use super::refs::Refs;
 use super::{EntryKey, LoadedEntry, Store, StoreError, StoreOp};
-use crate::broker::consumer::{ConnectionEvent, Mailbox};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -31,42 +30,57 @@ const CONGESTED: usize = 64 * 1024;
 /// ... until the backlog is down to this.
 const RELIEVED: usize = 16 * 1024;
 
+/// Who hears that a publisher's persistent messages are safe. The store knows no connection:
+/// the broker implements this for a connection's mailbox, and a connection hands the same
+/// sink (one `Arc`) with each of its confirms, so confirms to one channel can be coalesced.
+pub trait ConfirmSink: Send + Sync + std::fmt::Debug {
+    /// Every publish up to `upto` in confirm mode `epoch` of `channel` is on disk (or the
+    /// store failed to keep it: `ok` false).
+    fn persisted(&self, channel: u16, epoch: u64, upto: u64, ok: bool);
+}
+
 /// Who waits for the changes sent before a barrier to be durable.
-#[derive(Debug)]
 pub enum Durable {
-    /// A publisher confirm: the connection gets `ConnectionEvent::Persisted`.
+    /// A publisher confirm.
     Confirm {
-        mailbox: Mailbox,
+        sink: Arc<dyn ConfirmSink>,
         channel: u16,
         /// Which confirm mode of the channel (a channel id can be reused).
         epoch: u64,
         seq: u64,
     },
-    /// Any other event for a connection (a transaction's commit-ok).
-    Event(Mailbox, ConnectionEvent),
+    /// Anything else to do once the changes are durable (a transaction's commit-ok); told
+    /// whether they are.
+    Then(Box<dyn FnOnce(bool) + Send>),
     /// Anyone blocking on a plain channel (shutdown, tests).
     Notify(mpsc::Sender<bool>),
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durable::Confirm {
+                channel,
+                epoch,
+                seq,
+                ..
+            } => write!(f, "Confirm(channel {channel}, epoch {epoch}, seq {seq})"),
+            Durable::Then(_) => f.write_str("Then(..)"),
+            Durable::Notify(_) => f.write_str("Notify"),
+        }
+    }
 }
 
 impl Durable {
     fn complete(self, ok: bool) {
         match self {
             Durable::Confirm {
-                mailbox,
+                sink,
                 channel,
                 epoch,
                 seq,
-            } => {
-                let _ = mailbox.send(ConnectionEvent::Persisted {
-                    channel,
-                    epoch,
-                    upto: seq,
-                    ok,
-                });
-            }
-            Durable::Event(mailbox, event) => {
-                let _ = mailbox.send(event);
-            }
+            } => sink.persisted(channel, epoch, seq, ok),
+            Durable::Then(then) => then(ok),
             Durable::Notify(tx) => {
                 let _ = tx.send(ok);
             }
@@ -581,7 +595,7 @@ fn complete(done: Vec<Durable>, ok: bool) {
     let mut confirms: Vec<Durable> = Vec::new();
     for durable in done {
         let Durable::Confirm {
-            mailbox,
+            sink,
             channel,
             epoch,
             seq,
@@ -592,11 +606,16 @@ fn complete(done: Vec<Durable>, ok: bool) {
         };
         let same = confirms.iter_mut().find_map(|c| match c {
             Durable::Confirm {
-                mailbox: m,
+                sink: k,
                 channel: ch,
                 epoch: e,
                 seq: s,
-            } if ch == channel && e == epoch && m.same_channel(mailbox) => Some(s),
+            } if ch == channel
+                && e == epoch
+                && std::ptr::addr_eq(Arc::as_ptr(k), Arc::as_ptr(sink)) =>
+            {
+                Some(s)
+            }
             _ => None,
         });
         match same {
@@ -673,7 +692,7 @@ mod tests {
 
     #[test]
     fn orphans_up_to_the_recovered_ids_are_removed_in_the_background() {
-        use crate::broker::message::Message;
+        use crate::store::Message;
         let store = Arc::new(MemoryStore::default());
         let message = Arc::new(Message::from_parts(
             "".into(),
