@@ -6,43 +6,13 @@
 use super::delivery::enqueue;
 use super::exchange::RoutingInput;
 use super::message::Message;
+use super::queue::{DeadLetter, Reason};
 use super::Broker;
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::warn;
 use warren_amqp::{short_string, AMQPValue, BasicProperties, FieldTable, LongString};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Rejected,
-    Expired,
-    MaxLen,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Rejected => "rejected",
-            Reason::Expired => "expired",
-            Reason::MaxLen => "maxlen",
-        }
-    }
-}
-
-/// A message leaving `queue` for its dead-letter exchange.
-#[derive(Debug)]
-pub struct DeadLetter {
-    pub vhost: String,
-    pub queue: String,
-    pub exchange: String,
-    /// `x-dead-letter-routing-key`; without it the message's own routing keys are used.
-    pub routing_key: Option<String>,
-    pub reason: Reason,
-    pub message: Arc<Message>,
-}
-
-pub type DeadLetterSink = mpsc::UnboundedSender<DeadLetter>;
 
 /// Routes dead letters until the broker is gone.
 pub async fn run(mut letters: mpsc::UnboundedReceiver<DeadLetter>, broker: Weak<Broker>) {
@@ -227,7 +197,7 @@ fn updated_deaths(
                 let count = t
                     .inner()
                     .get("count")
-                    .and_then(super::queue::integer)
+                    .and_then(super::field_types::integer)
                     .unwrap_or(0);
                 t.insert("count".into(), AMQPValue::LongLongInt(count + 1));
                 front = AMQPValue::FieldTable(t);

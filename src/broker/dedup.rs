@@ -33,7 +33,7 @@ pub fn key_of(headers: Option<&FieldTable>, header: &str) -> Option<Box<[u8]>> {
 /// A message's own `x-cache-ttl` header, when it is a positive integer.
 pub fn ttl_of(headers: Option<&FieldTable>) -> Option<u64> {
     let value = headers?.inner().get(TTL_HEADER)?;
-    let ms = crate::broker::queue::integer(value)?;
+    let ms = crate::broker::field_types::integer(value)?;
     u64::try_from(ms).ok().filter(|ms| *ms > 0)
 }
 

@@ -42,7 +42,7 @@ pub type HeldSink = mpsc::UnboundedSender<Held>;
 /// The `x-delay` of a message's headers, when it asks for one.
 pub fn delay_of(headers: Option<&warren_amqp::FieldTable>) -> Option<u64> {
     let value = headers?.inner().get("x-delay")?;
-    let ms = super::queue::integer(value).or_else(|| match value {
+    let ms = super::field_types::integer(value).or_else(|| match value {
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).parse().ok(),
         _ => None,
     })?;

@@ -1,5 +1,6 @@
 //! RabbitMQ's names for AMQP field types, as its error texts print them ("invalid type 'long'
-//! for arg ...", "{unacceptable_type_in_header,\"CC\",longstr}").
+//! for arg ...", "{unacceptable_type_in_header,\"CC\",longstr}"), and reading a field of any
+//! integer type.
 
 use warren_amqp::AMQPValue;
 
@@ -24,4 +25,18 @@ pub fn name(v: &AMQPValue) -> &'static str {
         AMQPValue::ByteArray(_) => "binary",
         AMQPValue::Void => "void",
     }
+}
+
+/// The value of any integer field type.
+pub fn integer(v: &AMQPValue) -> Option<i64> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        _ => return None,
+    })
 }

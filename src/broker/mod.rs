@@ -2,7 +2,6 @@
 //! bindings and queues; connections call in directly, queues deliver into connection
 //! mailboxes. Durable state goes through the store (`crate::store`), on its own thread.
 
-pub mod consumer;
 pub mod dead_letter;
 pub mod dedup;
 pub mod delayed;
@@ -103,7 +102,7 @@ impl Broker {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
-    pub fn next_connection_id(&self) -> consumer::ConnectionId {
+    pub fn next_connection_id(&self) -> queue::ConnectionId {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -117,8 +116,8 @@ impl Broker {
 /// The receiving ends of the broker's background services.
 #[derive(Debug)]
 struct Services {
-    dead_letters: mpsc::UnboundedReceiver<dead_letter::DeadLetter>,
-    timers: mpsc::UnboundedReceiver<timers::Wake>,
+    dead_letters: mpsc::UnboundedReceiver<queue::DeadLetter>,
+    timers: mpsc::UnboundedReceiver<queue::Wake>,
     held: mpsc::UnboundedReceiver<delayed::Held>,
     memory: std::sync::Weak<memory::MemoryGauge>,
 }

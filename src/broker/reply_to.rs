@@ -6,8 +6,8 @@
 //! channels' reply consumers; publishers look tokens up. The channel side lives in
 //! `connection::reply_to`.
 
-use super::consumer::{ConnectionEvent, Mailbox};
 use super::message::Message;
+use super::queue::{ConnectionEvent, Mailbox};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::sync::Arc;

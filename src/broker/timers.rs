@@ -3,7 +3,7 @@
 //! unused). A queue asks to be woken at a time; the task wakes it then, and the queue says
 //! when it next needs waking.
 
-use super::queue::{Queue, TimerOutcome};
+use super::queue::{Queue, TimerOutcome, Wake};
 use super::Broker;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,15 +11,6 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
-
-/// A queue's request to be woken at `at`.
-#[derive(Debug)]
-pub struct Wake {
-    pub at: Instant,
-    pub queue: Weak<Queue>,
-}
-
-pub type TimerSink = mpsc::UnboundedSender<Wake>;
 
 /// Runs until the broker is gone.
 pub async fn run(mut requests: mpsc::UnboundedReceiver<Wake>, broker: Weak<Broker>) {

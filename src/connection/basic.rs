@@ -1,35 +1,25 @@
 //! The basic class (publish, consume, get, acknowledgements, qos, recover), publisher
 //! confirms and transactions, and deliveries arriving from queues.
 
-use super::channel::{ChannelConsumer, ChannelState, Confirms, TxOp, Unacked};
-use super::close::requeue_all;
+use super::channel::{
+    generated_consumer_tag, requeue_all, ChannelConsumer, ChannelState, Confirms, Publication,
+    TxOp, Unacked,
+};
 use super::Connection;
-use crate::broker::consumer::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::delayed;
 use crate::broker::delivery::{enqueue, Enqueued};
-use crate::broker::exchange::{Exchange, RoutingInput};
+use crate::broker::exchange::RoutingInput;
 use crate::broker::field_types;
 use crate::broker::message::{check_expiration, Message};
 use crate::broker::queue::{consumer_priority, Queue};
+use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use warren_amqp::protocol::basic as b;
-use warren_amqp::{encode, reply, AMQPClass, AMQPValue, Content, FieldTable, ShortString};
-
-/// A basic.publish that passed its checks, routed now or at tx.commit.
-#[derive(Debug)]
-pub struct Publication {
-    pub exchange: Arc<Exchange>,
-    pub exchange_name: ShortString,
-    pub routing_key: ShortString,
-    pub mandatory: bool,
-    pub content: Content,
-    /// Routing keys the message's CC and BCC headers add.
-    pub extra_keys: Vec<String>,
-}
+use warren_amqp::{encode, reply, AMQPClass, AMQPValue, Content, FieldTable};
 
 impl Connection {
     pub(super) fn basic_publish(
@@ -564,10 +554,4 @@ fn consume_arguments(args: &FieldTable, what: &str) -> AmqpResult<i64> {
         )));
     }
     Ok(priority)
-}
-
-/// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
-pub(super) fn generated_consumer_tag() -> ShortString {
-    let name = crate::broker::vhost::generated_queue_name();
-    warren_amqp::short_string(&name.as_str().replacen("amq.gen-", "amq.ctag-", 1))
 }

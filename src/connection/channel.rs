@@ -1,15 +1,17 @@
 //! A channel's state, owned by its connection task: the frame assembler, consumers, unacked
-//! deliveries, publisher-confirm and transaction state.
+//! deliveries, publisher-confirm and transaction state, and the helpers every method handler
+//! shares (consumer tags, requeueing). The handlers (basic, close, reply_to, tx...) import
+//! this state; it imports none of them, and they do not import each other.
 
-use crate::broker::consumer::{ChannelGate, Consumer};
+use crate::broker::exchange::Exchange;
 use crate::broker::message::QueueEntry;
-use crate::broker::queue::Queue;
+use crate::broker::queue::{ChannelGate, Consumer, Queue};
 use crate::error::{AmqpError, AmqpResult};
 use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use warren_amqp::{encode, CommandAssembler, ShortString};
+use warren_amqp::{encode, CommandAssembler, Content, ShortString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelState {
@@ -35,10 +37,30 @@ pub struct ChannelConsumer {
     pub queue: Arc<Queue>,
 }
 
+/// A basic.publish that passed its checks, routed now or at tx.commit.
+#[derive(Debug)]
+pub struct Publication {
+    pub exchange: Arc<Exchange>,
+    pub exchange_name: ShortString,
+    pub routing_key: ShortString,
+    pub mandatory: bool,
+    pub content: Content,
+    /// Routing keys the message's CC and BCC headers add.
+    pub extra_keys: Vec<String>,
+}
+
+/// A channel's consumer of the pseudo-queue.
+#[derive(Debug)]
+pub struct ReplyConsumer {
+    pub tag: ShortString,
+    /// Its key in the broker's registry; its reply name is derived from it.
+    pub token: Arc<str>,
+}
+
 /// A publish or acknowledgement held back by an open transaction.
 #[derive(Debug)]
 pub enum TxOp {
-    Publish(Box<super::basic::Publication>),
+    Publish(Box<Publication>),
     /// Deliveries acked (or rejected, with their requeue flag) inside the transaction: taken
     /// off the unacked list at once, settled at commit, put back at rollback.
     Settle {
@@ -136,7 +158,7 @@ pub struct Channel {
     /// The queue named by the last queue.declare, used when a method names the empty queue.
     pub last_queue: Option<ShortString>,
     /// The channel's consumer of `amq.rabbitmq.reply-to`, if it has one.
-    pub reply_consumer: Option<super::reply_to::ReplyConsumer>,
+    pub reply_consumer: Option<ReplyConsumer>,
 }
 
 impl Channel {
@@ -187,6 +209,29 @@ impl Channel {
             return Ok(self.unacked.drain(..=at).collect());
         }
         Ok(self.unacked.remove(at).into_iter().collect())
+    }
+}
+
+/// A server-generated consumer tag, `amq.ctag-` and 22 url-safe characters like RabbitMQ's.
+pub(super) fn generated_consumer_tag() -> ShortString {
+    let name = crate::broker::vhost::generated_queue_name();
+    warren_amqp::short_string(&name.as_str().replacen("amq.gen-", "amq.ctag-", 1))
+}
+
+/// Requeues deliveries, one call per run of deliveries from the same queue.
+pub(super) fn requeue_all(unacked: Vec<Unacked>) {
+    let mut by_queue: Vec<(Arc<Queue>, Vec<crate::broker::message::QueueEntry>)> = Vec::new();
+    for u in unacked {
+        if let Some(c) = &u.consumer {
+            c.settle(1);
+        }
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, entries)) => entries.push(u.entry),
+            None => by_queue.push((u.queue, vec![u.entry])),
+        }
+    }
+    for (queue, entries) in by_queue {
+        queue.requeue(entries);
     }
 }
 

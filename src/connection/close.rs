@@ -1,9 +1,9 @@
 //! Ending things: errors turned into channel.close or connection.close (the one place that
 //! decides which), channel teardown that requeues unacked deliveries, and connection cleanup.
 
-use super::channel::{self, ChannelState};
+use super::channel::{self, requeue_all, ChannelState};
 use super::{Connection, ConnectionEnd, CLOSE_TIMEOUT};
-use crate::broker::consumer::ConnectionEvent;
+use crate::broker::queue::ConnectionEvent;
 use crate::broker::queue::{ConsumerRemoval, Queue};
 use crate::error::AmqpError;
 use std::sync::Arc;
@@ -179,22 +179,5 @@ impl Connection {
                 queue.restore(entry, !consumer.no_ack);
             }
         }
-    }
-}
-
-/// Requeues deliveries, one call per run of deliveries from the same queue.
-pub(super) fn requeue_all(unacked: Vec<channel::Unacked>) {
-    let mut by_queue: Vec<(Arc<Queue>, Vec<crate::broker::message::QueueEntry>)> = Vec::new();
-    for u in unacked {
-        if let Some(c) = &u.consumer {
-            c.settle(1);
-        }
-        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, entries)) => entries.push(u.entry),
-            None => by_queue.push((u.queue, vec![u.entry])),
-        }
-    }
-    for (queue, entries) in by_queue {
-        queue.requeue(entries);
     }
 }

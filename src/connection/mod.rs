@@ -14,8 +14,8 @@ mod reply_to;
 mod rewrite;
 mod tx;
 
-use crate::broker::consumer::{ConnectionEvent, ConnectionId};
 use crate::broker::queue::Queue;
+use crate::broker::queue::{ConnectionEvent, ConnectionId};
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;

@@ -2,7 +2,7 @@
 //! consumer, the channel's reply name for what it publishes, declaring reply names, and
 //! writing replies out. The broker-wide registry is `broker::reply_to`.
 
-use super::channel::ChannelState;
+use super::channel::{ChannelState, ReplyConsumer};
 use super::Connection;
 use crate::broker::message::Message;
 use crate::broker::reply_to::{self, PSEUDO_QUEUE};
@@ -10,14 +10,6 @@ use crate::error::{AmqpError, AmqpResult};
 use std::sync::Arc;
 use warren_amqp::protocol::{basic as b, queue as q};
 use warren_amqp::{encode, AMQPClass, ShortString};
-
-/// A channel's consumer of the pseudo-queue.
-#[derive(Debug)]
-pub struct ReplyConsumer {
-    pub tag: ShortString,
-    /// Its key in the broker's registry; its reply name is derived from it.
-    pub token: Arc<str>,
-}
 
 impl Connection {
     /// basic.consume from `amq.rabbitmq.reply-to`, with RabbitMQ's checks.
@@ -39,7 +31,7 @@ impl Connection {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
         let tag = if m.consumer_tag.as_str().is_empty() {
-            super::basic::generated_consumer_tag()
+            super::channel::generated_consumer_tag()
         } else {
             m.consumer_tag
         };

@@ -3,7 +3,7 @@
 
 use super::channel::{Confirms, TxOp};
 use super::Connection;
-use crate::broker::consumer::ConnectionEvent;
+use crate::broker::queue::ConnectionEvent;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use warren_amqp::protocol::{confirm as cf, tx};

@@ -121,7 +121,7 @@ fn lavinmq_argument(args: &FieldTable, what: &str) -> AmqpResult<ExchangeDedup> 
 fn positive(v: &AMQPValue) -> Option<u64> {
     let n = match v {
         AMQPValue::LongString(_) | AMQPValue::ShortString(_) => text(v)?.trim().parse().ok()?,
-        _ => crate::broker::queue::integer(v)?,
+        _ => crate::broker::field_types::integer(v)?,
     };
     u64::try_from(n).ok().filter(|n: &u64| *n > 0)
 }

@@ -2,7 +2,7 @@
 //! and checked once at declaration, with RabbitMQ's error texts, into the settings a queue
 //! runs with.
 
-use crate::broker::field_types::name as type_name;
+use crate::broker::field_types::{integer, name as type_name};
 use crate::error::{AmqpError, AmqpResult};
 use warren_amqp::{AMQPValue, FieldTable};
 
@@ -59,19 +59,6 @@ impl Dedup {
     pub fn is_cache(&self) -> bool {
         self.cache_size.is_some() || self.cache_ttl.is_some()
     }
-}
-
-pub fn integer(v: &AMQPValue) -> Option<i64> {
-    Some(match v {
-        AMQPValue::ShortShortInt(n) => i64::from(*n),
-        AMQPValue::ShortShortUInt(n) => i64::from(*n),
-        AMQPValue::ShortInt(n) => i64::from(*n),
-        AMQPValue::ShortUInt(n) => i64::from(*n),
-        AMQPValue::LongInt(n) => i64::from(*n),
-        AMQPValue::LongUInt(n) => i64::from(*n),
-        AMQPValue::LongLongInt(n) => *n,
-        _ => return None,
-    })
 }
 
 fn text(v: &AMQPValue) -> Option<String> {

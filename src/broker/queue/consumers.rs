@@ -2,8 +2,8 @@
 //! single active consumer's successor), and who gets the next message (priorities,
 //! round-robin).
 
+use super::{ConnectionId, Consumer};
 use super::{ConsumerRemoval, Queue, QueueState};
-use crate::broker::consumer::{ConnectionId, Consumer};
 use crate::error::{AmqpError, AmqpResult};
 use std::sync::Arc;
 use tokio::time::Instant;

@@ -11,21 +11,23 @@
 //! removal of it.
 
 mod args;
+mod consumer;
 mod consumers;
 mod dedup;
 pub mod flow;
+mod hooks;
 mod lane;
 mod paging;
 mod policy;
 
-pub use args::{consumer_priority, integer, Overflow, QueueArgs};
+pub use args::{consumer_priority, Overflow, QueueArgs};
+pub use consumer::{
+    ChannelGate, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox, TRANSIT_WINDOW,
+};
+pub use hooks::{DeadLetter, DeadLetterSink, QueueHooks, Reason, TimerSink, Wake};
 pub use policy::TimerOutcome;
 
-use super::consumer::{ConnectionEvent, ConnectionId, Consumer};
-use super::dead_letter::{DeadLetterSink, Reason};
-use super::memory::MemoryGauge;
 use super::message::{now_ms, Message, QueueEntry};
-use super::timers::TimerSink;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::EntryRange;
 use crate::store::{EntryRecord, StoreHandle, StoreOp};
@@ -59,15 +61,6 @@ pub struct Queue {
     /// Whether publishers should pause for the consumers to catch up.
     pub flow: flow::Flow,
     state: Mutex<QueueState>,
-}
-
-/// The broker services a queue hands work to.
-#[derive(Debug, Clone)]
-pub struct QueueHooks {
-    pub dead_letters: DeadLetterSink,
-    pub timers: TimerSink,
-    /// Memory held by queued messages, broker-wide.
-    pub memory: Arc<MemoryGauge>,
 }
 
 /// What a publish did to a queue.

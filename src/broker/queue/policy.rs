@@ -2,11 +2,10 @@
 //! messages anywhere in memory, not only at the head), `x-expires`, length limits, and
 //! handing dead letters to the broker's dead-letter task.
 
+use super::hooks::{DeadLetter, Reason, Wake};
 use super::lane::Dropped;
 use super::{Overflow, Queue, QueueState};
-use crate::broker::dead_letter::{DeadLetter, Reason};
 use crate::broker::message::{now_ms, Message, QueueEntry};
-use crate::broker::timers::Wake;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;

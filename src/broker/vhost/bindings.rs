@@ -2,8 +2,8 @@
 //! both ends are durable.
 
 use super::VHost;
-use crate::broker::consumer::ConnectionId;
 use crate::broker::exchange::{Binding, Destination, Exchange};
+use crate::broker::queue::ConnectionId;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{BindingRecord, StoreOp};
 use std::sync::Arc;

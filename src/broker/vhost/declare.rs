@@ -3,9 +3,9 @@
 
 use super::equivalence::check_args_equivalent;
 use super::VHost;
-use crate::broker::consumer::{ConnectionId, Consumer};
 use crate::broker::exchange::dedup::ExchangeDedup;
 use crate::broker::exchange::{alternate, declared_type, Destination, Exchange, Flavour};
+use crate::broker::queue::{ConnectionId, Consumer};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};

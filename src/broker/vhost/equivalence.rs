@@ -1,7 +1,7 @@
 //! Whether a redeclaration's arguments match the original's, with RabbitMQ's error texts.
 
 use crate::broker::field_types;
-use crate::broker::queue::integer;
+use crate::broker::field_types::integer;
 use crate::error::{AmqpError, AmqpResult};
 use warren_amqp::{AMQPValue, FieldTable};
 

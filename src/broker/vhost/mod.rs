@@ -9,8 +9,8 @@ mod restore;
 
 pub use declare::{ExchangeSpec, QueueSpec};
 
-use super::consumer::ConnectionId;
 use super::exchange::{Destination, Exchange, ExchangeKind, RoutingInput};
+use super::queue::ConnectionId;
 use super::queue::{Queue, QueueHooks};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::StoreHandle;

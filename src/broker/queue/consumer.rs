@@ -6,8 +6,8 @@
 //! locks the other. When a queue skips a consumer for lack of credit it marks it `starved`;
 //! whoever gives credit back sees the mark and asks the queue to dispatch again.
 
-use super::message::{Message, QueueEntry};
-use super::queue::Queue;
+use super::Queue;
+use crate::broker::message::{Message, QueueEntry};
 use crate::store::writer::ConfirmSink;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
