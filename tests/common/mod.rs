@@ -10,8 +10,13 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use std::time::Duration;
 use warren::{Config, Server};
 
+pub mod durable;
+pub mod flows;
 pub mod panics;
+pub mod provoke;
+pub mod queues;
 pub mod raw;
+pub mod wire;
 
 pub struct TestBroker {
     pub server: Server,
