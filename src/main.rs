@@ -26,6 +26,15 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "WARREN_BIND")]
     bind: Option<IpAddr>,
+    /// The user created on first start (an administrator on the default vhost).
+    #[arg(long, env = "WARREN_DEFAULT_USER")]
+    default_user: Option<String>,
+    /// That user's password.
+    #[arg(long, env = "WARREN_DEFAULT_PASS", hide_env_values = true)]
+    default_pass: Option<String>,
+    /// The vhost created on first start.
+    #[arg(long, env = "WARREN_DEFAULT_VHOST")]
+    default_vhost: Option<String>,
     /// Print the default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -48,6 +57,15 @@ impl Cli {
         }
         if let Some(v) = self.bind {
             config.bind = v;
+        }
+        for (value, setting) in [
+            (&self.default_user, &mut config.default_user),
+            (&self.default_pass, &mut config.default_pass),
+            (&self.default_vhost, &mut config.default_vhost),
+        ] {
+            if let Some(v) = value {
+                setting.clone_from(v);
+            }
         }
         config.validate()?;
         Ok(config)

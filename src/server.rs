@@ -20,22 +20,38 @@ pub struct Listeners {
     pub amqp: TcpListener,
 }
 
-/// Serves until `shutdown` resolves, then closes every connection with 320 CONNECTION_FORCED.
+/// Opens the broker on the configured data directory and serves until `shutdown` resolves,
+/// then closes every connection with 320 CONNECTION_FORCED.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let broker = open(config).await?;
+    serve(listeners, broker, shutdown).await
+}
+
+/// Opens the store and recovers what it holds (on a blocking thread: recovery reads disk).
+pub async fn open(config: Config) -> std::io::Result<Arc<Broker>> {
     let data_dir = config.data_dir.clone();
     let opened = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(std::io::Error::other)?;
-    let broker: Arc<Broker> = Arc::new(opened.map_err(|e| {
+    let broker = opened.map_err(|e| {
         std::io::Error::other(format!(
             "cannot open the store in {}: {e}",
             data_dir.display()
         ))
-    })?);
+    })?;
+    Ok(Arc::new(broker))
+}
+
+/// Serves an opened broker until `shutdown` resolves.
+pub async fn serve(
+    listeners: Listeners,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     broker.start();
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -85,6 +101,8 @@ pub async fn run(
 /// A broker running on its own task: what tests and embedders use.
 pub struct Server {
     pub amqp_addr: SocketAddr,
+    /// The running broker, for embedders and tests to manage (users, vhosts...).
+    pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -94,12 +112,14 @@ impl Server {
     pub async fn start(config: Config) -> std::io::Result<Self> {
         let amqp = TcpListener::bind((config.bind, config.amqp_port)).await?;
         let amqp_addr = amqp.local_addr()?;
+        let broker = open(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(Listeners { amqp }, config, async {
+        let task = tokio::spawn(serve(Listeners { amqp }, broker.clone(), async {
             let _ = stopped.await;
         }));
         Ok(Self {
             amqp_addr,
+            broker,
             stop: Some(stop),
             task,
         })

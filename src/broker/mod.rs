@@ -2,6 +2,7 @@
 //! bindings and queues; connections call in directly, queues deliver into connection
 //! mailboxes. Durable state goes through the store (`crate::store`), on its own thread.
 
+pub mod connections;
 pub mod dead_letter;
 pub mod dedup;
 pub mod delayed;
@@ -10,6 +11,7 @@ pub mod exchange;
 pub mod field_types;
 pub mod memory;
 pub mod message;
+pub mod metadata;
 pub mod queue;
 mod recovery;
 pub mod reply_to;
@@ -18,19 +20,28 @@ pub mod timers;
 pub mod vhost;
 
 use crate::config::Config;
+use crate::error;
 use crate::store::sled_store::SledStore;
 use crate::store::{Store, StoreError, StoreHandle};
 use dashmap::DashMap;
+use metadata::Metadata;
 use queue::QueueHooks;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use vhost::VHost;
+use warren_amqp::reply;
 
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
     vhosts: DashMap<String, Arc<VHost>>,
+    /// Vhost records, users and permissions.
+    pub metadata: Metadata,
+    /// The open AMQP connections.
+    pub connections: connections::Connections,
+    /// What every queue of every vhost is connected to (dead-lettering, timers, memory).
+    hooks: QueueHooks,
     next_connection_id: AtomicU64,
     pub store: Arc<StoreHandle>,
     /// The receiving ends of the broker's services, until `start` runs them.
@@ -61,26 +72,120 @@ impl Broker {
             timers,
             memory: memory.clone(),
         };
-        let (vhosts, store, recovered_held) = recovery::recover(store, config.queue_window, hooks)?;
+        let recovery::Recovery {
+            vhosts,
+            store,
+            held: recovered_held,
+            meta,
+        } = recovery::recover(store, config.queue_window, hooks.clone())?;
         let (held, held_rx) = mpsc::unbounded_channel();
         for message in recovered_held {
             let _ = held.send(message);
         }
+        let defaults = metadata::Defaults {
+            user: config.default_user.clone(),
+            password: config.default_pass.clone(),
+            vhost: config.default_vhost.clone(),
+        };
+        let metadata = Metadata::recover(store.clone(), meta, &defaults);
         let services = Services {
             dead_letters: dead_letter_rx,
             timers: timer_rx,
             held: held_rx,
             memory: Arc::downgrade(&memory),
         };
-        Ok(Self {
+        let broker = Self {
             config,
             vhosts,
+            metadata,
+            connections: connections::Connections::default(),
+            hooks,
             next_connection_id: AtomicU64::new(1),
             store,
             services: Mutex::new(Some(services)),
             held,
             reply_to: reply_to::ReplyTo::default(),
-        })
+        };
+        broker.reconcile_vhosts();
+        Ok(broker)
+    }
+
+    /// Every vhost the metadata names exists, and every vhost durable definitions were found
+    /// in has a record (a store from before vhosts had records).
+    fn reconcile_vhosts(&self) {
+        for record in self.metadata.vhosts() {
+            self.vhost_or_new(&record.name);
+        }
+        let unrecorded: Vec<String> = self
+            .vhosts
+            .iter()
+            .filter(|v| self.metadata.vhost(v.key()).is_none())
+            .map(|v| v.key().clone())
+            .collect();
+        for name in unrecorded {
+            self.metadata.put_vhost(metadata::VhostRecord::named(&name));
+        }
+    }
+
+    /// Creates a vhost (or updates its record if it exists) and returns it running.
+    pub fn add_vhost(&self, record: metadata::VhostRecord) -> Arc<VHost> {
+        let name = record.name.clone();
+        self.metadata.put_vhost(record);
+        self.vhost_or_new(&name)
+    }
+
+    /// Deletes a vhost: its connections are closed with 320, then its queues (and their
+    /// messages), exchanges, bindings and permissions go. False if there was no such vhost.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        if !self.metadata.remove_vhost(name) {
+            return false;
+        }
+        self.connections.close_where(
+            |c| c.vhost == name,
+            || {
+                error::AmqpError::new(
+                    reply::CONNECTION_FORCED,
+                    format!("vhost '{name}' is deleted"),
+                )
+            },
+        );
+        if let Some((_, vhost)) = self.vhosts.remove(name) {
+            vhost.destroy();
+        }
+        true
+    }
+
+    /// Deletes a user and its permissions; its connections are closed with 320. False if
+    /// there was no such user.
+    pub fn delete_user(&self, name: &str) -> bool {
+        if !self.metadata.remove_user(name) {
+            return false;
+        }
+        self.connections.close_where(
+            |c| c.user == name,
+            || {
+                error::AmqpError::new(
+                    reply::CONNECTION_FORCED,
+                    format!("user '{name}' is deleted"),
+                )
+            },
+        );
+        true
+    }
+
+    /// The running vhost of that name, created empty if it does not exist.
+    fn vhost_or_new(&self, name: &str) -> Arc<VHost> {
+        self.vhosts
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    name,
+                    self.store.clone(),
+                    self.config.queue_window,
+                    self.hooks.clone(),
+                ))
+            })
+            .clone()
     }
 
     /// Starts the broker's own tasks (dead-lettering, queue timers). Call once, from within
@@ -106,10 +211,9 @@ impl Broker {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Checks a user's password. Users beyond the configured default come with the
-    /// management issue; until then there is exactly one.
+    /// Checks a user's password.
     pub fn authenticate(&self, user: &str, password: &str) -> bool {
-        user == self.config.default_user && password == self.config.default_pass
+        self.metadata.authenticate(user, password).is_some()
     }
 }
 

@@ -8,7 +8,7 @@ use super::message::QueueEntry;
 use super::queue::QueueHooks;
 use super::vhost::VHost;
 use crate::store::refs::Refs;
-use crate::store::{DedupRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
+use crate::store::{DedupRecord, MetaRecord, QueueRecord, Store, StoreError, StoreHandle, StoreOp};
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -142,12 +142,24 @@ fn shared_holders(referenced: &[u64]) -> Refs {
     refs
 }
 
-/// Recovers everything in `store`; returns the vhosts (at least "/") and the running store.
+/// What recovery hands the broker.
+pub struct Recovery {
+    /// The vhosts durable definitions name, holding what was recovered.
+    pub vhosts: VHosts,
+    /// The store, running.
+    pub store: Arc<StoreHandle>,
+    /// Delayed messages to hold again.
+    pub held: Vec<Held>,
+    /// The metadata records, for `metadata::Metadata` to read.
+    pub meta: Vec<MetaRecord>,
+}
+
+/// Recovers everything in `store`: durable definitions into their vhosts, queues refilled.
 pub fn recover(
     store: Arc<dyn Store>,
     queue_window: usize,
     hooks: QueueHooks,
-) -> Result<(VHosts, Arc<StoreHandle>, Vec<Held>), StoreError> {
+) -> Result<Recovery, StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
     // From here on the store changes: until the next clean stop, it is not known clean.
@@ -228,7 +240,6 @@ pub fn recover(
             })
             .clone()
     };
-    vhost("/");
     for r in &recovered.exchanges {
         if let Err(e) = vhost(&r.vhost).restore_exchange(r) {
             recovered.dropped.push(e);
@@ -277,7 +288,12 @@ pub fn recover(
         started.elapsed()
     );
     let held = held_messages(store.as_ref(), &handle, held)?;
-    Ok((vhosts, handle, held))
+    Ok(Recovery {
+        vhosts,
+        store: handle,
+        held,
+        meta: std::mem::take(&mut recovered.meta),
+    })
 }
 
 /// One lane refilled: the entries in memory, the first sequence left on disk, and how many.

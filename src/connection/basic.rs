@@ -1,6 +1,7 @@
 //! The basic class (publish, consume, get, acknowledgements, qos, recover), publisher
 //! confirms and transactions, and deliveries arriving from queues.
 
+use super::access::Resource;
 use super::channel::{
     generated_consumer_tag, requeue_all, ChannelConsumer, ChannelState, Confirms, Publication,
     TxOp, Unacked,
@@ -11,6 +12,7 @@ use crate::broker::delivery::{enqueue, Enqueued};
 use crate::broker::exchange::RoutingInput;
 use crate::broker::field_types;
 use crate::broker::message::{check_expiration, Message};
+use crate::broker::metadata::permissions::Access;
 use crate::broker::queue::{consumer_priority, Queue};
 use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
@@ -46,7 +48,15 @@ impl Connection {
                 ))
             })?;
         }
-        let exchange = self.vhost.exchange(m.exchange.as_str())?;
+        // Permission before existence, as RabbitMQ checks them.
+        let exchange = match self.vhost.exchange(m.exchange.as_str()) {
+            Ok(exchange) => exchange,
+            Err(missing) => {
+                self.check(Access::Write, Resource::Exchange, m.exchange.as_str())?;
+                return Err(missing);
+            }
+        };
+        self.check_publish(&exchange)?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",
@@ -222,6 +232,7 @@ impl Connection {
         if name.as_str() == reply_to::PSEUDO_QUEUE {
             return self.consume_replies(channel_id, m);
         }
+        self.check(Access::Read, Resource::Queue, name.as_str())?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let what = format!("queue '{name}' in vhost '{}'", self.vhost.name);
         let priority = consume_arguments(&m.arguments, &what)?;
@@ -280,6 +291,7 @@ impl Connection {
 
     pub(super) fn basic_get(&mut self, channel_id: u16, m: b::Get) -> AmqpResult<()> {
         let name = self.channel(channel_id)?.queue_name(&m.queue)?;
+        self.check(Access::Read, Resource::Queue, name.as_str())?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let Some((entry, remaining)) = queue.get(!m.no_ack) else {
             self.io.send(
@@ -445,6 +457,11 @@ impl Connection {
                     .and_then(|c| c.confirms.as_mut());
                 if let Some(confirms) = confirms {
                     confirms.persisted(epoch, upto, ok);
+                }
+            }
+            ConnectionEvent::Close(error) => {
+                if self.closing.is_none() {
+                    self.fail(0, error);
                 }
             }
             ConnectionEvent::TxDurable { channel } => {

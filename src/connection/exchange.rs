@@ -1,6 +1,8 @@
 //! exchange.declare, delete, bind and unbind.
 
+use super::access::Resource;
 use super::Connection;
+use crate::broker::metadata::permissions::Access;
 use crate::broker::vhost::ExchangeSpec;
 use crate::error::AmqpResult;
 use warren_amqp::protocol::exchange as x;
@@ -8,6 +10,9 @@ use warren_amqp::AMQPClass;
 
 impl Connection {
     pub(super) fn exchange_declare(&mut self, channel: u16, m: x::Declare) -> AmqpResult<()> {
+        if !m.passive {
+            self.check(Access::Configure, Resource::Exchange, m.exchange.as_str())?;
+        }
         self.vhost.declare_exchange(ExchangeSpec {
             name: m.exchange.to_string(),
             kind: m.kind.to_string(),
@@ -26,6 +31,7 @@ impl Connection {
     }
 
     pub(super) fn exchange_delete(&mut self, channel: u16, m: x::Delete) -> AmqpResult<()> {
+        self.check(Access::Configure, Resource::Exchange, m.exchange.as_str())?;
         self.vhost
             .delete_exchange(m.exchange.as_str(), m.if_unused)?;
         self.reply(
@@ -37,6 +43,7 @@ impl Connection {
     }
 
     pub(super) fn exchange_bind(&mut self, channel: u16, m: x::Bind) -> AmqpResult<()> {
+        self.check_exchange_binding(m.destination.as_str(), m.source.as_str())?;
         self.vhost.bind_exchange(
             m.destination.as_str(),
             m.source.as_str(),
@@ -52,6 +59,7 @@ impl Connection {
     }
 
     pub(super) fn exchange_unbind(&mut self, channel: u16, m: x::Unbind) -> AmqpResult<()> {
+        self.check_exchange_binding(m.destination.as_str(), m.source.as_str())?;
         self.vhost.unbind_exchange(
             m.destination.as_str(),
             m.source.as_str(),
@@ -64,6 +72,12 @@ impl Connection {
             AMQPClass::Exchange(x::AMQPMethod::UnbindOk(x::UnbindOk {})),
         );
         Ok(())
+    }
+
+    /// An exchange-to-exchange binding needs write on its destination and read on its source.
+    fn check_exchange_binding(&mut self, destination: &str, source: &str) -> AmqpResult<()> {
+        self.check(Access::Write, Resource::Exchange, destination)?;
+        self.check(Access::Read, Resource::Exchange, source)
     }
 
     /// Sends a method's -ok reply unless the client asked for nowait.

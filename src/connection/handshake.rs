@@ -2,6 +2,7 @@
 //! AMQPLAIN), tune / tune-ok, open / open-ok.
 
 use super::{ConnectionEnd, Io};
+use crate::broker::metadata::permissions::Permission;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -22,6 +23,9 @@ pub(crate) struct Negotiated {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub cancel_notify: bool,
+    /// The user's permissions in the vhost, and the metadata generation they were read at.
+    pub permission: Arc<Permission>,
+    pub generation: u64,
 }
 
 /// Runs the handshake within the configured timeout. `Ok(None)`: the client was refused and
@@ -103,6 +107,17 @@ async fn negotiate(
             AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host)).during(10, 40),
         )
     })?;
+    let generation = broker.metadata.generation();
+    let Some(permission) = broker.metadata.permissions(&user, &vhost.name) else {
+        warn!(%peer, %user, vhost = %vhost.name, "connection refused: no permissions on the vhost");
+        return Err(ConnectionEnd::Protocol(
+            AmqpError::not_allowed(format!(
+                "access to vhost '{}' refused for user '{user}'",
+                vhost.name
+            ))
+            .during(10, 40),
+        ));
+    };
     io.send(
         0,
         &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
@@ -116,6 +131,8 @@ async fn negotiate(
         channel_max,
         heartbeat: tune_ok.heartbeat,
         cancel_notify,
+        permission,
+        generation,
     })
 }
 

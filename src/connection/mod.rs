@@ -3,6 +3,7 @@
 //! output buffer. Channels are plain state owned by this task; errors raised anywhere below
 //! come back here and become channel.close or connection.close in one place (`fail`).
 
+mod access;
 mod basic;
 mod channel;
 mod close;
@@ -14,6 +15,7 @@ mod reply_to;
 mod rewrite;
 mod tx;
 
+use crate::broker::connections::ConnectionInfo;
 use crate::broker::queue::Queue;
 use crate::broker::queue::{ConnectionEvent, ConnectionId};
 use crate::broker::vhost::VHost;
@@ -69,6 +71,13 @@ pub async fn serve(
     };
     info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
     let (mailbox, events) = mpsc::unbounded_channel();
+    let info = ConnectionInfo::new(
+        &negotiated.user,
+        &negotiated.vhost.name,
+        peer,
+        mailbox.clone(),
+    );
+    broker.connections.register(id, info);
     let mut connection = Connection {
         id,
         peer,
@@ -88,9 +97,11 @@ pub async fn serve(
         user: negotiated.user.clone(),
         cancel_notify: negotiated.cancel_notify,
         flow: None,
+        grants: access::Grants::new(Some(negotiated.permission), negotiated.generation),
     };
     let mut events = events;
     let end = connection.run(&mut events, shutdown.clone()).await;
+    connection.broker.connections.unregister(id);
     connection.cleanup(&mut events);
     match end {
         Ok(Closed::ByClient(reason)) => {
@@ -218,6 +229,8 @@ pub(crate) struct Connection {
     cancel_notify: bool,
     /// A queue this connection published to is backlogged: reading pauses until it drains.
     flow: Option<Arc<Queue>>,
+    /// The user's permissions in the vhost, as the last check read them.
+    grants: access::Grants,
 }
 
 impl Connection {
@@ -272,6 +285,11 @@ impl Connection {
                     if let Some(event) = event {
                         self.on_event(event);
                         for _ in 1..EVENT_BATCH {
+                            if self.closing.is_some() {
+                                // Nothing goes out after connection.close; what is left in the
+                                // mailbox goes back to its queues at cleanup.
+                                break;
+                            }
                             match events.try_recv() {
                                 Ok(event) => self.on_event(event),
                                 Err(_) => break,

@@ -1,6 +1,8 @@
 //! queue.declare, bind, unbind, purge and delete.
 
+use super::access::Resource;
 use super::Connection;
+use crate::broker::metadata::permissions::Access;
 use crate::broker::vhost::{generated_queue_name, QueueSpec};
 use crate::error::AmqpResult;
 use warren_amqp::protocol::queue as q;
@@ -21,6 +23,9 @@ impl Connection {
                 .clone()
                 .unwrap_or_default(),
         };
+        if !m.passive {
+            self.check(Access::Configure, Resource::Queue, name.as_str())?;
+        }
         let queue = self.vhost.declare_queue(
             QueueSpec {
                 name: name.to_string(),
@@ -57,6 +62,7 @@ impl Connection {
 
     pub(super) fn queue_bind(&mut self, channel: u16, m: q::Bind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.check_queue_binding(name.as_str(), m.exchange.as_str())?;
         self.vhost.bind_queue(
             name.as_str(),
             m.exchange.as_str(),
@@ -74,6 +80,7 @@ impl Connection {
 
     pub(super) fn queue_unbind(&mut self, channel: u16, m: q::Unbind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.check_queue_binding(name.as_str(), m.exchange.as_str())?;
         self.vhost.unbind_queue(
             name.as_str(),
             m.exchange.as_str(),
@@ -90,6 +97,7 @@ impl Connection {
 
     pub(super) fn queue_purge(&mut self, channel: u16, m: q::Purge) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.check(Access::Read, Resource::Queue, name.as_str())?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let message_count = queue.purge();
         self.reply(
@@ -102,6 +110,7 @@ impl Connection {
 
     pub(super) fn queue_delete(&mut self, channel: u16, m: q::Delete) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
+        self.check(Access::Configure, Resource::Queue, name.as_str())?;
         let message_count = match self.vhost.queue(name.as_str()) {
             Ok(queue) => {
                 queue.check_access(self.id)?;
@@ -118,5 +127,11 @@ impl Connection {
             AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })),
         );
         Ok(())
+    }
+
+    /// Binding a queue needs write on the queue and read on the exchange.
+    fn check_queue_binding(&mut self, queue: &str, exchange: &str) -> AmqpResult<()> {
+        self.check(Access::Write, Resource::Queue, queue)?;
+        self.check(Access::Read, Resource::Exchange, exchange)
     }
 }

@@ -4,8 +4,8 @@
 use super::paged::merge_lane;
 use super::Message;
 use super::{
-    BindingRecord, DedupRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, QueueRecord,
-    Recovered, Store, StoreError, StoreOp,
+    BindingRecord, DedupRecord, EntryKey, EntryRecord, ExchangeRecord, LoadedEntry, MetaKind,
+    MetaRecord, QueueRecord, Recovered, Store, StoreError, StoreOp,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +25,7 @@ struct State {
     /// Messages paged out that are not kept across a restart.
     paged: BTreeMap<EntryKey, (EntryRecord, Message)>,
     dedup: BTreeMap<(u64, Box<[u8]>), DedupRecord>,
+    meta: BTreeMap<(MetaKind, String), MetaRecord>,
     clean: bool,
 }
 
@@ -58,6 +59,7 @@ impl Store for MemoryStore {
             bindings: s.bindings.clone(),
             max_message_id: s.messages.keys().next_back().copied().unwrap_or(0),
             dedup_keys: s.dedup.values().cloned().collect(),
+            meta: s.meta.values().cloned().collect(),
             dropped: Vec::new(),
             clean: s.clean,
         })
@@ -107,6 +109,12 @@ impl Store for MemoryStore {
                     s.paged.insert(key, (record, copy(&message)));
                 }
                 StoreOp::MarkClean(clean) => s.clean = clean,
+                StoreOp::PutMeta(r) => {
+                    s.meta.insert((r.kind, r.key.clone()), r);
+                }
+                StoreOp::DeleteMeta { kind, key } => {
+                    s.meta.remove(&(kind, key));
+                }
                 StoreOp::PutDedupKey(r) => {
                     s.dedup.insert((r.queue, r.key.clone()), r);
                 }

@@ -146,12 +146,31 @@ pub enum StoreOp {
     /// Written as the last change before a clean stop, removed at start: when present at
     /// start, nothing can be left of half-done changes, and the look for them is skipped.
     MarkClean(bool),
+    /// A record of the broker's metadata (a vhost, a user, a permission...): the store keeps
+    /// its bytes under its kind and key and knows nothing else of it.
+    PutMeta(MetaRecord),
+    DeleteMeta {
+        kind: MetaKind,
+        key: String,
+    },
     /// A deduplicating queue's key, kept so a retry after a restart is still recognised.
     PutDedupKey(DedupRecord),
     RemoveDedupKey {
         queue: u64,
         key: Box<[u8]>,
     },
+}
+
+/// Which kind of metadata a record holds; its key is unique within its kind.
+pub type MetaKind = u8;
+
+/// A record of the broker's metadata as the store keeps it: opaque bytes (the broker's
+/// serialisation) under a kind and a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaRecord {
+    pub kind: MetaKind,
+    pub key: String,
+    pub value: Vec<u8>,
 }
 
 /// A deduplication key a durable queue has seen, and when (ms since the Unix epoch).
@@ -211,6 +230,8 @@ pub struct Recovered {
     pub max_message_id: u64,
     /// Deduplication keys of durable queues.
     pub dedup_keys: Vec<DedupRecord>,
+    /// The broker's metadata records, in kind and key order.
+    pub meta: Vec<MetaRecord>,
     /// The broker stopped cleanly, after everything it started was done.
     pub clean: bool,
     /// Records that could not be read, with the reason: logged, never silently dropped.

@@ -14,7 +14,7 @@
 use super::paged::{merge_lane, PagedFiles};
 use super::{
     decode_message, encode_message, BindingRecord, DedupRecord, EntryKey, EntryRecord, LoadedEntry,
-    Recovered, Store, StoreError, StoreOp,
+    MetaKind, MetaRecord, Recovered, Store, StoreError, StoreOp,
 };
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -41,6 +41,10 @@ fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {
 
 fn queue_key(vhost: &str, name: &str) -> Vec<u8> {
     [b"q\0", vhost.as_bytes(), b"\0", name.as_bytes()].concat()
+}
+
+fn meta_key(kind: MetaKind, key: &str) -> Vec<u8> {
+    [b"m\0", &[kind][..], b"\0", key.as_bytes()].concat()
 }
 
 fn binding_key(b: &BindingRecord) -> Result<Vec<u8>, StoreError> {
@@ -156,6 +160,14 @@ impl SledStore {
                 Some(b'x') => serde_json::from_slice(&value).map(|r| out.exchanges.push(r)),
                 Some(b'q') => serde_json::from_slice(&value).map(|r| out.queues.push(r)),
                 Some(b'b') => serde_json::from_slice(&value).map(|r| out.bindings.push(r)),
+                Some(b'm') if key.len() >= 4 && key[1] == 0 && key[3] == 0 => {
+                    out.meta.push(MetaRecord {
+                        kind: key[2],
+                        key: String::from_utf8_lossy(&key[4..]).into_owned(),
+                        value: value.to_vec(),
+                    });
+                    Ok(())
+                }
                 _ if key.as_ref() == CLEAN_KEY => {
                     out.clean = true;
                     Ok(())
@@ -266,6 +278,16 @@ impl Store for SledStore {
                 }
                 StoreOp::MarkClean(false) => {
                     self.definitions.remove(CLEAN_KEY).map_err(engine)?;
+                }
+                StoreOp::PutMeta(r) => {
+                    self.definitions
+                        .insert(meta_key(r.kind, &r.key), r.value.as_slice())
+                        .map_err(engine)?;
+                }
+                StoreOp::DeleteMeta { kind, key } => {
+                    self.definitions
+                        .remove(meta_key(*kind, key))
+                        .map_err(engine)?;
                 }
                 StoreOp::PutDedupKey(r) => {
                     self.dedup
@@ -447,5 +469,40 @@ mod tests {
                 .unwrap();
             store.sync().unwrap();
         }
+    }
+
+    #[test]
+    fn metadata_records_survive_a_reopen_and_deletes_stick() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |kind, key: &str, value: &str| MetaRecord {
+            kind,
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .apply(&[
+                    StoreOp::PutMeta(record(b'u', "alice", "{}")),
+                    StoreOp::PutMeta(record(b'u', "bob", "{\"tags\":[]}")),
+                    StoreOp::PutMeta(record(b'v', "/", "{}")),
+                    StoreOp::DeleteMeta {
+                        kind: b'u',
+                        key: "alice".into(),
+                    },
+                ])
+                .unwrap();
+            store.sync().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(
+            loaded.meta,
+            [
+                record(b'u', "bob", "{\"tags\":[]}"),
+                record(b'v', "/", "{}")
+            ]
+        );
+        assert!(loaded.dropped.is_empty(), "{:?}", loaded.dropped);
     }
 }

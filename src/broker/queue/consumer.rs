@@ -43,6 +43,9 @@ pub enum ConnectionEvent {
     },
     /// A transaction's persistent messages reached the disk: commit-ok may go.
     TxDurable { channel: u16 },
+    /// The broker closes the connection (its vhost or user was deleted): connection.close
+    /// with this error.
+    Close(crate::error::AmqpError),
     /// A direct reply-to reply for the channel's reply consumer registered under `token`.
     Reply {
         channel: u16,

@@ -257,6 +257,22 @@ impl VHost {
         queue.delete()
     }
 
+    /// Deletes everything the vhost holds, for the vhost's own deletion: every queue (with its
+    /// messages and records) and every exchange (with its bindings and records). Returns the
+    /// consumers the queues had.
+    pub fn destroy(&self) -> Vec<Arc<Consumer>> {
+        let mut consumers = Vec::new();
+        for queue in self.queues() {
+            consumers.extend(self.remove_queue(&queue).1);
+        }
+        for exchange in self.exchanges() {
+            if self.exchanges.remove(exchange.name.as_str()).is_some() {
+                self.forget_exchange(&exchange);
+            }
+        }
+        consumers
+    }
+
     /// Drops every binding to `destination`, and auto-delete exchanges left without bindings.
     pub(super) fn unbind_everywhere(&self, destination: &Destination) {
         let mut emptied = Vec::new();

@@ -1,0 +1,388 @@
+//! The tenancy model: virtual hosts (as records: what they are, not what they hold), users and
+//! their permissions. The one module that owns it; the AMQP side checks against it and the
+//! management API changes it through it.
+//!
+//! Every change is written to the store as a metadata record (RabbitMQ's definitions format,
+//! as JSON, under a kind and a key), so a replicated store can later order the same records
+//! across nodes. Reads take a read lock on a small map and clone what they return (an `Arc`
+//! for permissions, which connections keep); `generation` tells caches that something changed.
+
+pub mod password;
+pub mod permissions;
+pub mod users;
+
+use crate::store::{MetaKind, MetaRecord, StoreHandle, StoreOp};
+use permissions::{BadPattern, Permission, PermissionSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tracing::warn;
+use users::User;
+
+const VHOST: MetaKind = b'v';
+const USER: MetaKind = b'u';
+const PERMISSION: MetaKind = b'p';
+
+/// A virtual host's own metadata, as RabbitMQ shows and exports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VhostRecord {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The queue type a queue.declare without `x-queue-type` gets.
+    #[serde(default)]
+    pub default_queue_type: Option<String>,
+}
+
+impl VhostRecord {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: String::new(),
+            tags: Vec::new(),
+            default_queue_type: None,
+        }
+    }
+}
+
+/// What the first start creates (`default_user`, `default_pass`, `default_vhost`).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub user: String,
+    pub password: String,
+    pub vhost: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("no_such_user: {0}")]
+    NoSuchUser(String),
+    #[error("no_such_vhost: {0}")]
+    NoSuchVhost(String),
+    #[error(transparent)]
+    BadPattern(#[from] BadPattern),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    vhosts: BTreeMap<String, VhostRecord>,
+    users: BTreeMap<String, User>,
+    /// (vhost, user) → permission.
+    permissions: BTreeMap<(String, String), Arc<Permission>>,
+}
+
+#[derive(Debug)]
+pub struct Metadata {
+    store: Arc<StoreHandle>,
+    state: RwLock<State>,
+    /// Bumped by every change to users or permissions, for caches of checks.
+    generation: AtomicU64,
+}
+
+impl Metadata {
+    /// Reads the records the store kept. A store without users or vhosts is new (or from
+    /// before tenancy existed): it gets the default user, vhost and permissions.
+    pub fn recover(store: Arc<StoreHandle>, records: Vec<MetaRecord>, defaults: &Defaults) -> Self {
+        let mut state = State::default();
+        for r in records {
+            if let Err(e) = state.load(&r) {
+                warn!(
+                    "metadata record {:?} '{}' cannot be read ({e}); ignored",
+                    r.kind as char, r.key
+                );
+            }
+        }
+        let fresh = state.users.is_empty() && state.vhosts.is_empty();
+        let metadata = Self {
+            store,
+            state: RwLock::new(state),
+            generation: AtomicU64::new(0),
+        };
+        if fresh {
+            metadata.create_defaults(defaults);
+        }
+        metadata
+    }
+
+    fn create_defaults(&self, d: &Defaults) {
+        let mut vhost = VhostRecord::named(&d.vhost);
+        vhost.description = "Default virtual host".to_owned();
+        self.put_vhost(vhost);
+        let admin = vec!["administrator".to_owned()];
+        self.put_user(User::new(&d.user, Some(&d.password), admin));
+        let all = ".*".to_owned();
+        let spec = PermissionSpec {
+            user: d.user.clone(),
+            vhost: d.vhost.clone(),
+            configure: all.clone(),
+            write: all.clone(),
+            read: all,
+        };
+        if let Err(e) = self.set_permissions(spec) {
+            warn!("default permissions not set: {e}");
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes with every change to users or permissions.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn persist<T: Serialize>(&self, kind: MetaKind, key: String, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(value) => self
+                .store
+                .submit(StoreOp::PutMeta(MetaRecord { kind, key, value })),
+            Err(e) => warn!("metadata record '{key}' not written: {e}"),
+        }
+    }
+
+    fn forget(&self, kind: MetaKind, key: String) {
+        self.store.submit(StoreOp::DeleteMeta { kind, key });
+    }
+
+    // ----- virtual hosts
+
+    pub fn vhosts(&self) -> Vec<VhostRecord> {
+        self.read().vhosts.values().cloned().collect()
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<VhostRecord> {
+        self.read().vhosts.get(name).cloned()
+    }
+
+    /// Creates or updates a vhost's record.
+    pub fn put_vhost(&self, record: VhostRecord) {
+        self.persist(VHOST, record.name.clone(), &record);
+        self.write().vhosts.insert(record.name.clone(), record);
+    }
+
+    /// Removes a vhost's record and every permission in it; false if there was none.
+    pub fn remove_vhost(&self, name: &str) -> bool {
+        let mut state = self.write();
+        if state.vhosts.remove(name).is_none() {
+            return false;
+        }
+        self.forget(VHOST, name.to_owned());
+        let gone: Vec<_> = state
+            .permissions
+            .keys()
+            .filter(|(v, _)| v == name)
+            .cloned()
+            .collect();
+        for key in gone {
+            state.permissions.remove(&key);
+            self.forget(PERMISSION, permission_key(&key.0, &key.1));
+        }
+        true
+    }
+
+    // ----- users
+
+    pub fn users(&self) -> Vec<User> {
+        self.read().users.values().cloned().collect()
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.read().users.get(name).cloned()
+    }
+
+    /// Creates or replaces a user.
+    pub fn put_user(&self, user: User) {
+        self.persist(USER, user.name.clone(), &user);
+        self.write().users.insert(user.name.clone(), user);
+    }
+
+    /// Removes a user and its permissions; false if there was none.
+    pub fn remove_user(&self, name: &str) -> bool {
+        let mut state = self.write();
+        if state.users.remove(name).is_none() {
+            return false;
+        }
+        self.forget(USER, name.to_owned());
+        let gone: Vec<_> = state
+            .permissions
+            .keys()
+            .filter(|(_, u)| u == name)
+            .cloned()
+            .collect();
+        for key in gone {
+            state.permissions.remove(&key);
+            self.forget(PERMISSION, permission_key(&key.0, &key.1));
+        }
+        true
+    }
+
+    /// The user, if `password` is theirs.
+    pub fn authenticate(&self, name: &str, password: &str) -> Option<User> {
+        self.read()
+            .users
+            .get(name)
+            .filter(|u| u.password_matches(password))
+            .cloned()
+    }
+
+    // ----- permissions
+
+    pub fn set_permissions(&self, spec: PermissionSpec) -> Result<(), MetaError> {
+        let permission = Permission::new(spec.clone())?;
+        let mut state = self.write();
+        if !state.users.contains_key(&spec.user) {
+            return Err(MetaError::NoSuchUser(spec.user));
+        }
+        if !state.vhosts.contains_key(&spec.vhost) {
+            return Err(MetaError::NoSuchVhost(spec.vhost));
+        }
+        self.persist(PERMISSION, permission_key(&spec.vhost, &spec.user), &spec);
+        state
+            .permissions
+            .insert((spec.vhost, spec.user), Arc::new(permission));
+        Ok(())
+    }
+
+    /// Removes a user's permissions in a vhost; false if there were none.
+    pub fn clear_permissions(&self, user: &str, vhost: &str) -> bool {
+        let key = (vhost.to_owned(), user.to_owned());
+        let removed = self.write().permissions.remove(&key).is_some();
+        if removed {
+            self.forget(PERMISSION, permission_key(vhost, user));
+        }
+        removed
+    }
+
+    /// A user's permissions in a vhost; `None`: the user may not use it at all.
+    pub fn permissions(&self, user: &str, vhost: &str) -> Option<Arc<Permission>> {
+        let key = (vhost.to_owned(), user.to_owned());
+        self.read().permissions.get(&key).cloned()
+    }
+
+    pub fn all_permissions(&self) -> Vec<PermissionSpec> {
+        let state = self.read();
+        state.permissions.values().map(|p| p.spec.clone()).collect()
+    }
+}
+
+impl State {
+    fn load(&mut self, r: &MetaRecord) -> Result<(), String> {
+        let text = |e: serde_json::Error| e.to_string();
+        match r.kind {
+            VHOST => {
+                let v: VhostRecord = serde_json::from_slice(&r.value).map_err(text)?;
+                self.vhosts.insert(v.name.clone(), v);
+            }
+            USER => {
+                let u: User = serde_json::from_slice(&r.value).map_err(text)?;
+                self.users.insert(u.name.clone(), u);
+            }
+            PERMISSION => {
+                let spec: PermissionSpec = serde_json::from_slice(&r.value).map_err(text)?;
+                let key = (spec.vhost.clone(), spec.user.clone());
+                let p = Permission::new(spec).map_err(|e| e.to_string())?;
+                self.permissions.insert(key, Arc::new(p));
+            }
+            other => return Err(format!("unknown kind {:?}", other as char)),
+        }
+        Ok(())
+    }
+}
+
+/// A permission's key in the store: vhost and user, which RabbitMQ names may hold anything
+/// but NUL.
+fn permission_key(vhost: &str, user: &str) -> String {
+    format!("{vhost}\0{user}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
+    use permissions::Access;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            user: "guest".into(),
+            password: "guest".into(),
+            vhost: "/".into(),
+        }
+    }
+
+    fn open(store: &Arc<MemoryStore>) -> Metadata {
+        let records = store.load().unwrap().meta;
+        let handle = Arc::new(StoreHandle::start(store.clone(), 1, 1, Default::default()));
+        Metadata::recover(handle, records, &defaults())
+    }
+
+    fn close(m: Metadata) {
+        m.store.close();
+    }
+
+    #[test]
+    fn a_new_store_gets_the_default_user_vhost_and_permissions() {
+        let store = Arc::new(MemoryStore::default());
+        let m = open(&store);
+        let guest = m.authenticate("guest", "guest").expect("guest logs in");
+        assert!(guest.has_tag("administrator"));
+        assert!(m.authenticate("guest", "nope").is_none());
+        let p = m.permissions("guest", "/").expect("guest may use /");
+        assert!(p.allows(Access::Configure, "anything"));
+        assert_eq!(m.vhost("/").unwrap().description, "Default virtual host");
+        close(m);
+    }
+
+    #[test]
+    fn changes_survive_a_reopen_and_removals_take_permissions_with_them() {
+        let store = Arc::new(MemoryStore::default());
+        let m = open(&store);
+        m.put_vhost(VhostRecord::named("shop"));
+        m.put_user(User::new("alice", Some("pw"), Vec::new()));
+        let spec = |user: &str, vhost: &str| PermissionSpec {
+            user: user.into(),
+            vhost: vhost.into(),
+            configure: "^orders".into(),
+            write: ".*".into(),
+            read: "".into(),
+        };
+        m.set_permissions(spec("alice", "shop")).unwrap();
+        m.set_permissions(spec("guest", "shop")).unwrap();
+        assert_eq!(
+            m.set_permissions(spec("nobody", "shop")),
+            Err(MetaError::NoSuchUser("nobody".into()))
+        );
+        assert_eq!(
+            m.set_permissions(spec("alice", "nowhere")),
+            Err(MetaError::NoSuchVhost("nowhere".into()))
+        );
+        assert!(m.remove_user("guest"));
+        close(m);
+
+        let m = open(&store);
+        assert!(m.authenticate("alice", "pw").is_some());
+        assert!(m.user("guest").is_none(), "removed users stay removed");
+        assert!(m.permissions("guest", "shop").is_none());
+        let p = m.permissions("alice", "shop").unwrap();
+        assert!(p.allows(Access::Configure, "orders-eu"));
+        assert!(!p.allows(Access::Read, "orders-eu"));
+        assert!(m.remove_vhost("shop"));
+        assert!(m.permissions("alice", "shop").is_none());
+        close(m);
+
+        let m = open(&store);
+        assert!(m.vhost("shop").is_none());
+        assert!(m.permissions("alice", "shop").is_none());
+        assert!(m.vhost("/").is_some(), "not a new store: no defaults again");
+        close(m);
+    }
+}
