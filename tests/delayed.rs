@@ -183,6 +183,61 @@ async fn a_persistent_delayed_message_survives_a_restart() {
     d.ack(BasicAckOptions::default()).await.unwrap();
 }
 
+/// A held message's record names its vhost: after a restart it is released in the vhost it was
+/// published to, not in "/".
+#[tokio::test]
+async fn a_persistent_delayed_message_comes_back_in_its_own_vhost() {
+    use warren::broker::metadata::permissions::PermissionSpec;
+    use warren::broker::metadata::VhostRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let shop = |broker: &TestBroker| {
+        let uri = format!("amqp://guest:guest@{}/shop", broker.addr());
+        async move {
+            let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                .await
+                .expect("connects to shop");
+            let ch = conn.create_channel().await.unwrap();
+            (conn, ch)
+        }
+    };
+    {
+        let broker = TestBroker::start_in(dir.path()).await;
+        let b = &broker.server.broker;
+        b.add_vhost(VhostRecord::named("shop"));
+        b.metadata
+            .set_permissions(PermissionSpec {
+                user: "guest".into(),
+                vhost: "shop".into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            })
+            .unwrap();
+        let (conn, ch) = shop(&broker).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        delayed_exchange(&ch, "later", true).await;
+        bound_queue(&ch, "kept", "later", true).await;
+        publish_confirmed(&ch, "later", "in the shop", delayed_by(800, true)).await;
+        conn.close(200, "bye".into()).await.unwrap();
+        broker.server.stop().await.unwrap();
+    }
+    let broker = TestBroker::start_in(dir.path()).await;
+    let (_c, ch) = shop(&broker).await;
+    let mut consumer = ch
+        .basic_consume(
+            "kept".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let d = next_delivery(&mut consumer).await;
+    assert_eq!(d.data, b"in the shop");
+}
+
 // ---------------------------------------------------------------------------------------------
 // sender-selected distribution: CC and BCC
 

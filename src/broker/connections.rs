@@ -1,13 +1,16 @@
 //! The open AMQP connections, as the broker and the management API see them: who is connected
 //! to which vhost, and a way to close them (a deleted vhost or user closes its connections
-//! with 320 CONNECTION_FORCED, as in RabbitMQ). A connection registers once its handshake is
-//! done and leaves when it ends; closing one posts to its mailbox, so no lock is held while
-//! the connection does it.
+//! with 320 CONNECTION_FORCED, as in RabbitMQ). A connection is admitted (counted against the
+//! vhost's and the user's connection limits) at connection.open, registers once its handshake
+//! is done and leaves when it ends; closing one posts to its mailbox, so no lock is held while
+//! the connection does it. Channels are counted per user, for the user's channel limit.
 
 use super::queue::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::error::AmqpError;
 use dashmap::DashMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
@@ -29,18 +32,104 @@ impl ConnectionInfo {
     }
 }
 
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Vhost(usize),
+    User(usize),
+}
+
 #[derive(Debug, Default)]
 pub struct Connections {
     open: DashMap<ConnectionId, ConnectionInfo>,
+    /// Connections admitted per vhost and per user, and channels open per user. Changed
+    /// only when connections and channels open and close, never per message.
+    counts: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    per_vhost: HashMap<String, usize>,
+    per_user: HashMap<String, usize>,
+    channels: HashMap<String, usize>,
+}
+
+/// `by` less of `key`, forgetting keys that reach zero.
+fn decrement(map: &mut HashMap<String, usize>, key: &str, by: usize) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(by);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 impl Connections {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a connection of `user` to `vhost` unless that passes a limit (`None`: none).
+    pub fn admit(
+        &self,
+        user: &str,
+        vhost: &str,
+        vhost_max: Option<usize>,
+        user_max: Option<usize>,
+    ) -> Result<(), Refusal> {
+        let mut counts = self.counts();
+        let in_vhost = counts.per_vhost.get(vhost).copied().unwrap_or(0);
+        if let Some(max) = vhost_max.filter(|max| in_vhost >= *max) {
+            return Err(Refusal::Vhost(max));
+        }
+        let of_user = counts.per_user.get(user).copied().unwrap_or(0);
+        if let Some(max) = user_max.filter(|max| of_user >= *max) {
+            return Err(Refusal::User(max));
+        }
+        *counts.per_vhost.entry(vhost.to_owned()).or_default() += 1;
+        *counts.per_user.entry(user.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    /// Uncounts an admitted connection.
+    pub fn release(&self, user: &str, vhost: &str) {
+        let mut counts = self.counts();
+        decrement(&mut counts.per_vhost, vhost, 1);
+        decrement(&mut counts.per_user, user, 1);
+    }
+
+    /// Counts a channel the user opens, unless the user has `max` open already.
+    pub fn open_channel(&self, user: &str, max: Option<usize>) -> Result<(), usize> {
+        let mut counts = self.counts();
+        let open = counts.channels.get(user).copied().unwrap_or(0);
+        if let Some(max) = max.filter(|max| open >= *max) {
+            return Err(max);
+        }
+        *counts.channels.entry(user.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    /// The channels the user has open, on all its connections.
+    pub fn channels_of(&self, user: &str) -> usize {
+        self.counts().channels.get(user).copied().unwrap_or(0)
+    }
+
+    /// Uncounts `n` channels of the user.
+    pub fn close_channels(&self, user: &str, n: usize) {
+        if n > 0 {
+            decrement(&mut self.counts().channels, user, n);
+        }
+    }
+
     pub fn register(&self, id: ConnectionId, info: ConnectionInfo) {
         self.open.insert(id, info);
     }
 
+    /// A registered connection ends: it leaves the registry and its admission is released.
     pub fn unregister(&self, id: ConnectionId) {
-        self.open.remove(&id);
+        if let Some((_, info)) = self.open.remove(&id) {
+            self.release(&info.user, &info.vhost);
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -59,5 +148,26 @@ impl Connections {
             closed += 1;
         }
         closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_admitted_connections_and_open_channels() {
+        let c = Connections::default();
+        c.admit("u", "v", Some(2), None).unwrap();
+        c.admit("u", "v", Some(2), None).unwrap();
+        assert_eq!(c.admit("w", "v", Some(2), None), Err(Refusal::Vhost(2)));
+        assert_eq!(c.admit("u", "x", None, Some(2)), Err(Refusal::User(2)));
+        c.release("u", "v");
+        c.admit("w", "v", Some(2), Some(1)).unwrap();
+        assert_eq!(c.open_channel("u", Some(1)), Ok(()));
+        assert_eq!(c.open_channel("u", Some(1)), Err(1));
+        c.close_channels("u", 1);
+        assert_eq!(c.open_channel("u", Some(1)), Ok(()));
+        assert_eq!(c.open_channel("other", None), Ok(()));
     }
 }

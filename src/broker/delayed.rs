@@ -7,13 +7,14 @@
 //! distribution does for any publish, and `BCC` leaves the copy the queues get.
 //!
 //! Held messages are recorded as entries of a reserved store id; each names its exchange in
-//! the message record. (They are restored into vhost "/", the only one for now.)
+//! the message record, and a metadata record (kind `HELD_VHOST`, keyed by the message id)
+//! names its vhost, so a restart holds it again in the vhost it was published to.
 
 use super::delivery::enqueue;
 use super::exchange::RoutingInput;
 use super::message::{now_ms, Message};
 use super::{sender_selected, Broker};
-use crate::store::{EntryKey, EntryRecord, StoreHandle, StoreOp};
+use crate::store::{EntryKey, EntryRecord, MetaKind, MetaRecord, StoreHandle, StoreOp};
 use bytes::{Bytes, BytesMut};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,6 +27,8 @@ use warren_amqp::{encode, AMQPValue, BasicProperties};
 
 /// The store id held messages are recorded under (no queue gets it).
 pub const HELD_STORE_ID: u64 = u64::MAX;
+/// The kind of the store's metadata records that name a held message's vhost.
+pub const HELD_VHOST: MetaKind = b'h';
 
 /// A message waiting for its time.
 #[derive(Debug)]
@@ -66,6 +69,11 @@ pub fn hold(
             id,
             message: message.clone(),
         });
+        store.submit(StoreOp::PutMeta(MetaRecord {
+            kind: HELD_VHOST,
+            key: id.to_string(),
+            value: vhost.as_bytes().to_vec(),
+        }));
         let key = EntryKey {
             queue: HELD_STORE_ID,
             lane: 0,
@@ -170,6 +178,10 @@ fn release(broker: &Broker, held: Held) {
         broker
             .store
             .submit(StoreOp::RemoveMessage { id: held.stored });
+        broker.store.submit(StoreOp::DeleteMeta {
+            kind: HELD_VHOST,
+            key: held.stored.to_string(),
+        });
     }
 }
 

@@ -114,7 +114,8 @@ impl Broker {
     /// in has a record (a store from before vhosts had records).
     fn reconcile_vhosts(&self) {
         for record in self.metadata.vhosts() {
-            self.vhost_or_new(&record.name);
+            let vhost = self.vhost_or_new(&record.name);
+            vhost.set_max_queues(metadata::limit(&record.limits, "max-queues"));
         }
         let unrecorded: Vec<String> = self
             .vhosts
@@ -129,9 +130,27 @@ impl Broker {
 
     /// Creates a vhost (or updates its record if it exists) and returns it running.
     pub fn add_vhost(&self, record: metadata::VhostRecord) -> Arc<VHost> {
-        let name = record.name.clone();
+        let (name, max_queues) = (
+            record.name.clone(),
+            metadata::limit(&record.limits, "max-queues"),
+        );
         self.metadata.put_vhost(record);
-        self.vhost_or_new(&name)
+        let vhost = self.vhost_or_new(&name);
+        vhost.set_max_queues(max_queues);
+        vhost
+    }
+
+    /// Replaces a vhost's limits (`max-connections`, `max-queues`).
+    pub fn set_vhost_limits(
+        &self,
+        name: &str,
+        limits: metadata::Limits,
+    ) -> Result<(), metadata::MetaError> {
+        self.metadata.set_vhost_limits(name, limits.clone())?;
+        if let Some(vhost) = self.vhost(name) {
+            vhost.set_max_queues(metadata::limit(&limits, "max-queues"));
+        }
+        Ok(())
     }
 
     /// Deletes a vhost: its connections are closed with 320, then its queues (and their
@@ -153,6 +172,15 @@ impl Broker {
             vhost.destroy();
         }
         true
+    }
+
+    /// Replaces a user's limits (`max-connections`, `max-channels`).
+    pub fn set_user_limits(
+        &self,
+        name: &str,
+        limits: metadata::Limits,
+    ) -> Result<(), metadata::MetaError> {
+        self.metadata.set_user_limits(name, limits)
     }
 
     /// Deletes a user and its permissions; its connections are closed with 320. False if

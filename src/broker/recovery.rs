@@ -3,7 +3,7 @@
 //! no longer belongs (paged-out transient messages, entries of queues that are gone, messages
 //! nothing holds), logs progress and what had to be dropped, and starts the store thread.
 
-use super::delayed::{Held, HELD_STORE_ID};
+use super::delayed::{Held, HELD_STORE_ID, HELD_VHOST};
 use super::message::QueueEntry;
 use super::queue::QueueHooks;
 use super::vhost::VHost;
@@ -287,12 +287,16 @@ pub fn recover(
         recovered.bindings.len(),
         started.elapsed()
     );
-    let held = held_messages(store.as_ref(), &handle, held)?;
+    let (held_vhosts, meta): (Vec<MetaRecord>, Vec<MetaRecord>) =
+        std::mem::take(&mut recovered.meta)
+            .into_iter()
+            .partition(|r| r.kind == HELD_VHOST);
+    let held = held_messages(store.as_ref(), &handle, held, held_vhosts)?;
     Ok(Recovery {
         vhosts,
         store: handle,
         held,
-        meta: std::mem::take(&mut recovered.meta),
+        meta,
     })
 }
 
@@ -344,25 +348,38 @@ fn refill(
 }
 
 /// Messages a delayed exchange was holding, read back to be held again until they are due.
+/// Each names its vhost in a `HELD_VHOST` record; one held before those existed is "/"'s.
 fn held_messages(
     store: &dyn Store,
     handle: &StoreHandle,
     count: usize,
+    vhost_records: Vec<MetaRecord>,
 ) -> Result<Vec<Held>, StoreError> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
+    let mut vhosts: HashMap<String, String> = vhost_records
+        .into_iter()
+        .map(|r| (r.key, String::from_utf8_lossy(&r.value).into_owned()))
+        .collect();
     let mut held = Vec::with_capacity(count);
-    for (key, record, message) in store.read_entries(HELD_STORE_ID, 0, 0, usize::MAX)? {
-        match message {
-            Some(m) => held.push(Held {
-                due_ms: record.expires,
-                vhost: "/".into(),
-                stored: record.message,
-                message: Arc::new(m),
-            }),
-            None => handle.submit(StoreOp::RemoveEntry { key }),
+    if count > 0 {
+        for (key, record, message) in store.read_entries(HELD_STORE_ID, 0, 0, usize::MAX)? {
+            let vhost = vhosts.remove(&record.message.to_string());
+            match message {
+                Some(m) => held.push(Held {
+                    due_ms: record.expires,
+                    vhost: vhost.unwrap_or_else(|| "/".into()),
+                    stored: record.message,
+                    message: Arc::new(m),
+                }),
+                None => handle.submit(StoreOp::RemoveEntry { key }),
+            }
         }
+    }
+    // Records whose message is gone (a crash between two writes) go too.
+    for key in vhosts.into_keys() {
+        handle.submit(StoreOp::DeleteMeta {
+            kind: HELD_VHOST,
+            key,
+        });
     }
     info!("recovered {} delayed messages", held.len());
     Ok(held)

@@ -80,6 +80,13 @@ impl Connection {
         Ok(reason)
     }
 
+    /// A closed channel's id is free again, and the channel no longer counts for its user.
+    pub(super) fn forget_channel(&mut self, channel_id: u16) {
+        if self.channels.remove(&channel_id).is_some() {
+            self.broker.connections.close_channels(&self.user, 1);
+        }
+    }
+
     /// Releases a channel's consumers and requeues its unacked deliveries.
     pub(super) fn close_channel(&mut self, channel_id: u16) {
         let Some(channel) = self.channels.get_mut(&channel_id) else {
@@ -153,7 +160,9 @@ impl Connection {
         for id in ids {
             self.close_channel(id);
         }
+        let open = self.channels.len();
         self.channels.clear();
+        self.broker.connections.close_channels(&self.user, open);
         for q in std::mem::take(&mut self.exclusive_queues) {
             if !q.is_deleted() {
                 self.delete_queue_now(&q);

@@ -3,6 +3,7 @@
 
 use super::channel::{Channel, ChannelState};
 use super::{Connection, ConnectionEnd};
+use crate::broker::metadata::limit;
 use crate::error::{AmqpError, AmqpResult};
 use tracing::debug;
 use warren_amqp::assembler::Assembled;
@@ -184,6 +185,20 @@ impl Connection {
                     self.fail(0, e);
                     return;
                 }
+                let user_max = self
+                    .broker
+                    .metadata
+                    .user(&self.user)
+                    .and_then(|u| limit(&u.limits, "max-channels"));
+                if let Err(max) = self.broker.connections.open_channel(&self.user, user_max) {
+                    let e = AmqpError::not_allowed(format!(
+                        "number of channels opened for user '{}' has reached the maximum \
+                         allowed user limit of ({max})",
+                        self.user
+                    ));
+                    self.fail(0, e);
+                    return;
+                }
                 self.channels.insert(frame.channel, Channel::new());
                 self.io.send(
                     frame.channel,
@@ -205,7 +220,7 @@ impl Connection {
     pub(super) fn on_closing_channel(&mut self, channel_id: u16, method: AMQPClass) {
         match method {
             AMQPClass::Channel(ch::AMQPMethod::CloseOk(_)) => {
-                self.channels.remove(&channel_id);
+                self.forget_channel(channel_id);
             }
             AMQPClass::Channel(ch::AMQPMethod::Close(_)) => {
                 self.io.send(
@@ -234,7 +249,7 @@ impl Connection {
                 // Confirms for publishes before the close go out before close-ok.
                 self.flush_confirms();
                 self.close_channel(channel_id);
-                self.channels.remove(&channel_id);
+                self.forget_channel(channel_id);
                 self.io.send(
                     channel_id,
                     &AMQPClass::Channel(ch::AMQPMethod::CloseOk(ch::CloseOk {})),

@@ -2,6 +2,8 @@
 //! AMQPLAIN), tune / tune-ok, open / open-ok.
 
 use super::{ConnectionEnd, Io};
+use crate::broker::connections::Refusal;
+use crate::broker::metadata::limit;
 use crate::broker::metadata::permissions::Permission;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
@@ -118,11 +120,15 @@ async fn negotiate(
             .during(10, 40),
         ));
     };
+    admit(broker, &user, &vhost.name)?;
     io.send(
         0,
         &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
     );
-    io.flush().await?;
+    if let Err(e) = io.flush().await {
+        broker.connections.release(&user, &vhost.name);
+        return Err(e.into());
+    }
     let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
     Ok(Negotiated {
         user,
@@ -134,6 +140,30 @@ async fn negotiate(
         permission,
         generation,
     })
+}
+
+/// Counts the connection against the vhost's and the user's `max-connections`, refused with
+/// RabbitMQ's 530s when either is reached.
+fn admit(broker: &Broker, user: &str, vhost: &str) -> Result<(), ConnectionEnd> {
+    let metadata = &broker.metadata;
+    let vhost_max = metadata
+        .vhost(vhost)
+        .and_then(|v| limit(&v.limits, "max-connections"));
+    let user_max = metadata
+        .user(user)
+        .and_then(|u| limit(&u.limits, "max-connections"));
+    let text = match broker.connections.admit(user, vhost, vhost_max, user_max) {
+        Ok(()) => return Ok(()),
+        Err(Refusal::Vhost(max)) => format!(
+            "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
+        ),
+        Err(Refusal::User(max)) => format!(
+            "connection refused for user '{user}': user connection limit ({max}) is reached"
+        ),
+    };
+    Err(ConnectionEnd::Protocol(
+        AmqpError::not_allowed(text).during(10, 40),
+    ))
 }
 
 fn start() -> conn::Start {

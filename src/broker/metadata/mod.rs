@@ -35,6 +35,28 @@ pub struct VhostRecord {
     /// The queue type a queue.declare without `x-queue-type` gets.
     #[serde(default)]
     pub default_queue_type: Option<String>,
+    /// `max-connections`, `max-queues` (a negative value: no limit).
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+}
+
+/// Limits by RabbitMQ's names (`max-connections`...); a negative value means no limit.
+pub type Limits = BTreeMap<String, i64>;
+
+/// The limits a vhost and a user may have.
+pub const VHOST_LIMITS: &[&str] = &["max-connections", "max-queues"];
+pub const USER_LIMITS: &[&str] = &["max-connections", "max-channels"];
+
+/// A limit's value, if it limits anything.
+pub fn limit(limits: &Limits, name: &str) -> Option<usize> {
+    limits.get(name).and_then(|v| usize::try_from(*v).ok())
+}
+
+fn check_limits(limits: &Limits, allowed: &[&str]) -> Result<(), MetaError> {
+    match limits.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(MetaError::UnknownLimit(unknown.clone())),
+        None => Ok(()),
+    }
 }
 
 impl VhostRecord {
@@ -44,6 +66,7 @@ impl VhostRecord {
             description: String::new(),
             tags: Vec::new(),
             default_queue_type: None,
+            limits: Limits::new(),
         }
     }
 }
@@ -64,6 +87,8 @@ pub enum MetaError {
     NoSuchVhost(String),
     #[error(transparent)]
     BadPattern(#[from] BadPattern),
+    #[error("unknown limit '{0}'")]
+    UnknownLimit(String),
 }
 
 #[derive(Debug, Default)]
@@ -189,7 +214,29 @@ impl Metadata {
         true
     }
 
+    /// Replaces a vhost's limits.
+    pub fn set_vhost_limits(&self, name: &str, limits: Limits) -> Result<(), MetaError> {
+        check_limits(&limits, VHOST_LIMITS)?;
+        let mut record = self
+            .vhost(name)
+            .ok_or_else(|| MetaError::NoSuchVhost(name.to_owned()))?;
+        record.limits = limits;
+        self.put_vhost(record);
+        Ok(())
+    }
+
     // ----- users
+
+    /// Replaces a user's limits.
+    pub fn set_user_limits(&self, name: &str, limits: Limits) -> Result<(), MetaError> {
+        check_limits(&limits, USER_LIMITS)?;
+        let mut user = self
+            .user(name)
+            .ok_or_else(|| MetaError::NoSuchUser(name.to_owned()))?;
+        user.limits = limits;
+        self.put_user(user);
+        Ok(())
+    }
 
     pub fn users(&self) -> Vec<User> {
         self.read().users.values().cloned().collect()

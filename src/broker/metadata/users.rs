@@ -21,6 +21,9 @@ pub struct User {
     pub password_hash: String,
     pub hashing_algorithm: Hashing,
     pub tags: Vec<String>,
+    /// `max-connections`, `max-channels` (a negative value: no limit).
+    #[serde(default, skip_serializing_if = "super::Limits::is_empty")]
+    pub limits: super::Limits,
 }
 
 impl User {
@@ -31,6 +34,7 @@ impl User {
             password_hash: password.map(password::hash).unwrap_or_default(),
             hashing_algorithm: Hashing::Sha256,
             tags,
+            limits: super::Limits::new(),
         }
     }
 

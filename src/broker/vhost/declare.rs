@@ -169,6 +169,14 @@ impl VHost {
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
 
+        // Counted before the entry is taken: the map's length locks every shard.
+        let max = self.max_queues.load(std::sync::atomic::Ordering::Relaxed);
+        if !self.queues.contains_key(&spec.name) && self.queues.len() >= max {
+            return Err(AmqpError::precondition_failed(format!(
+                "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                spec.name, self.name
+            )));
+        }
         let queue = match self.queues.entry(spec.name.clone()) {
             dashmap::mapref::entry::Entry::Occupied(e) => e.get().clone(),
             dashmap::mapref::entry::Entry::Vacant(v) => {

@@ -15,6 +15,7 @@ use super::queue::{Queue, QueueHooks};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::StoreHandle;
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tracing::debug;
 use warren_amqp::{FieldTable, ShortString};
@@ -30,6 +31,8 @@ pub struct VHost {
     queue_window: usize,
     /// Handed to every queue: the broker's dead-letter and timer services.
     hooks: QueueHooks,
+    /// The vhost's `max-queues` limit (`usize::MAX`: none).
+    max_queues: AtomicUsize,
 }
 
 impl VHost {
@@ -46,6 +49,7 @@ impl VHost {
             store,
             queue_window,
             hooks,
+            max_queues: AtomicUsize::new(usize::MAX),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -60,6 +64,12 @@ impl VHost {
             vhost.exchanges.insert(name.to_string(), Arc::new(x));
         }
         vhost
+    }
+
+    /// Sets the vhost's `max-queues` limit (`None`: none).
+    pub fn set_max_queues(&self, max: Option<usize>) {
+        self.max_queues
+            .store(max.unwrap_or(usize::MAX), Ordering::Relaxed);
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {
