@@ -202,6 +202,7 @@ async fn a_wrong_password_or_unknown_user_is_refused_with_403() {
         let err = connect_as(&broker, user, pass, "%2f").await;
         assert_reply(&err, 403, text);
     }
+    assert_eq!(broker.server.broker.failed_logins(), 2, "both are counted");
     assert_works(&ch, "a connection opened before the refusals").await;
 }
 

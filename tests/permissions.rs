@@ -316,3 +316,62 @@ async fn changed_permissions_apply_to_open_connections() {
         .await
         .expect("allowed again");
 }
+
+#[tokio::test]
+async fn topic_permissions_check_routing_keys_on_their_topic_exchange() {
+    use warren::broker::metadata::permissions::TopicPermissionSpec;
+    let (broker, admin, lim) = setup().await;
+    let metadata = &broker.server.broker.metadata;
+    let all = ".*".to_owned();
+    metadata
+        .set_permissions(PermissionSpec {
+            user: "lim".into(),
+            vhost: "/".into(),
+            configure: all.clone(),
+            write: all.clone(),
+            read: all,
+        })
+        .unwrap();
+    metadata
+        .set_topic_permissions(TopicPermissionSpec {
+            user: "lim".into(),
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            write: "^{username}\\.".into(),
+            read: "^{vhost}".into(),
+        })
+        .unwrap();
+    let topic = |key: &'static str| {
+        move |ch: Channel| async move { publish_confirmed(&ch, "amq.topic", key).await }
+    };
+    assert_eq!(outcome(&lim, topic("lim.a")).await, None);
+    let refused_topic = |key: &str| {
+        Some(format!(
+            "ACCESS_REFUSED - access to topic '{key}' in exchange 'amq.topic' in vhost '/' \
+             refused for user 'lim'"
+        ))
+    };
+    assert_eq!(outcome(&lim, topic("x.a")).await, refused_topic("x.a"));
+    let bind = |key: &'static str| {
+        move |ch: Channel| async move {
+            ch.queue_bind(
+                "rd-q".into(),
+                "amq.topic".into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        }
+    };
+    assert_eq!(outcome(&lim, bind("/x")).await, None);
+    assert_eq!(outcome(&lim, bind("other")).await, refused_topic("other"));
+    // Other exchanges, and other users, are not affected.
+    let direct = |ch: Channel| async move { publish_confirmed(&ch, "amq.direct", "x.a").await };
+    assert_eq!(outcome(&lim, direct).await, None);
+    publish_confirmed(&admin, "amq.topic", "x.a")
+        .await
+        .expect("guest has no topic permissions");
+    assert!(metadata.clear_topic_permissions("lim", "/", None));
+    assert_eq!(outcome(&lim, topic("x.a")).await, None);
+}

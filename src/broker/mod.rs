@@ -40,6 +40,8 @@ pub struct Broker {
     pub metadata: Metadata,
     /// The open AMQP connections.
     pub connections: connections::Connections,
+    /// Logins refused since the start (wrong credentials, or a loopback-only user from afar).
+    failed_logins: AtomicU64,
     /// What every queue of every vhost is connected to (dead-lettering, timers, memory).
     hooks: QueueHooks,
     next_connection_id: AtomicU64,
@@ -99,6 +101,7 @@ impl Broker {
             vhosts,
             metadata,
             connections: connections::Connections::default(),
+            failed_logins: AtomicU64::new(0),
             hooks,
             next_connection_id: AtomicU64::new(1),
             store,
@@ -237,6 +240,16 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> queue::ConnectionId {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a refused login.
+    pub fn login_failed(&self) {
+        self.failed_logins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Logins refused since the start.
+    pub fn failed_logins(&self) -> u64 {
+        self.failed_logins.load(Ordering::Relaxed)
     }
 
     /// Checks a user's password.

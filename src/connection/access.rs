@@ -3,14 +3,19 @@
 //! queue, read to consume, get or purge from a queue or bind from an exchange. A refusal is
 //! 403 on the channel, naming the resource (the default exchange as `amq.default`).
 //!
+//! Topic permissions add a check of the routing key on topic exchanges they are set for:
+//! write when publishing, read when binding a queue (403 naming the topic).
+//!
 //! The connection keeps its user's permissions in the vhost and takes them again only when the
 //! metadata changed, and it remembers the exchange its last publish was allowed to, so a
-//! publisher pays for one pointer comparison per message, not a regular expression.
+//! publisher pays for one pointer comparison per message, not a regular expression (unless a
+//! topic permission makes each routing key count).
 
 use super::Connection;
-use crate::broker::exchange::Exchange;
-use crate::broker::metadata::permissions::{Access, Permission};
+use crate::broker::exchange::{Exchange, ExchangeKind};
+use crate::broker::metadata::permissions::{Access, Permission, TopicPermission};
 use crate::error::{AmqpError, AmqpResult};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a permission is checked on.
@@ -29,14 +34,21 @@ pub(super) struct Grants {
     generation: u64,
     /// The exchange the last allowed publish went to, at `generation`.
     published_to: Option<Arc<Exchange>>,
+    /// Topic permissions by exchange name (most users have none).
+    topics: HashMap<String, Arc<TopicPermission>>,
 }
 
 impl Grants {
-    pub(super) fn new(permission: Option<Arc<Permission>>, generation: u64) -> Self {
+    pub(super) fn new(
+        permission: Option<Arc<Permission>>,
+        topics: HashMap<String, Arc<TopicPermission>>,
+        generation: u64,
+    ) -> Self {
         Self {
             permission,
             generation,
             published_to: None,
+            topics,
         }
     }
 }
@@ -47,7 +59,12 @@ impl Connection {
         let now = self.broker.metadata.generation();
         if now != self.grants.generation {
             let metadata = &self.broker.metadata;
-            self.grants = Grants::new(metadata.permissions(&self.user, &self.vhost.name), now);
+            let (user, vhost) = (&self.user, &self.vhost.name);
+            self.grants = Grants::new(
+                metadata.permissions(user, vhost),
+                metadata.topic_permissions(user, vhost),
+                now,
+            );
         }
     }
 
@@ -78,20 +95,50 @@ impl Connection {
         )))
     }
 
-    /// Write access to the exchange a message is published to, remembered for the next one.
-    pub(super) fn check_publish(&mut self, exchange: &Arc<Exchange>) -> AmqpResult<()> {
+    /// Write access to the exchange a message is published to, remembered for the next one,
+    /// and to its routing key where a topic permission applies.
+    pub(super) fn check_publish(
+        &mut self,
+        exchange: &Arc<Exchange>,
+        routing_key: &str,
+    ) -> AmqpResult<()> {
         let generation = self.broker.metadata.generation();
-        if generation == self.grants.generation
+        let remembered = generation == self.grants.generation
             && self
                 .grants
                 .published_to
                 .as_ref()
-                .is_some_and(|x| Arc::ptr_eq(x, exchange))
-        {
+                .is_some_and(|x| Arc::ptr_eq(x, exchange));
+        if !remembered {
+            self.check(Access::Write, Resource::Exchange, exchange.name.as_str())?;
+            self.grants.published_to = Some(exchange.clone());
+        }
+        if self.grants.topics.is_empty() {
             return Ok(());
         }
-        self.check(Access::Write, Resource::Exchange, exchange.name.as_str())?;
-        self.grants.published_to = Some(exchange.clone());
-        Ok(())
+        self.check_topic(Access::Write, exchange, routing_key)
+    }
+
+    /// A topic permission's check of a routing key on a topic exchange it is set for.
+    pub(super) fn check_topic(
+        &mut self,
+        access: Access,
+        exchange: &Exchange,
+        routing_key: &str,
+    ) -> AmqpResult<()> {
+        self.refresh_grants();
+        if exchange.kind != ExchangeKind::Topic {
+            return Ok(());
+        }
+        let Some(topic) = self.grants.topics.get(exchange.name.as_str()) else {
+            return Ok(());
+        };
+        if topic.allows(access, routing_key) {
+            return Ok(());
+        }
+        Err(AmqpError::access_refused(format!(
+            "access to topic '{routing_key}' in exchange '{}' in vhost '{}' refused for user '{}'",
+            exchange.name, self.vhost.name, self.user
+        )))
     }
 }

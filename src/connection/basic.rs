@@ -56,7 +56,7 @@ impl Connection {
                 return Err(missing);
             }
         };
-        self.check_publish(&exchange)?;
+        self.check_publish(&exchange, m.routing_key.as_str())?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",

@@ -4,7 +4,7 @@
 use super::{ConnectionEnd, Io};
 use crate::broker::connections::Refusal;
 use crate::broker::metadata::limit;
-use crate::broker::metadata::permissions::Permission;
+use crate::broker::metadata::permissions::{Permission, TopicPermission};
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -27,6 +27,7 @@ pub(crate) struct Negotiated {
     pub cancel_notify: bool,
     /// The user's permissions in the vhost, and the metadata generation they were read at.
     pub permission: Arc<Permission>,
+    pub topics: std::collections::HashMap<String, Arc<TopicPermission>>,
     pub generation: u64,
 }
 
@@ -82,6 +83,7 @@ async fn negotiate(
     let (user, password) = credentials(start_ok.mechanism.as_str(), start_ok.response.as_bytes())?;
     let loopback_only = broker.config.loopback_users.contains(&user);
     if !broker.authenticate(&user, &password) || (loopback_only && !peer.ip().is_loopback()) {
+        broker.login_failed();
         warn!(%peer, %user, "authentication failed (loopback-only user from a remote address, or wrong credentials)");
         return Err(refused(start_ok.mechanism.as_str()));
     }
@@ -130,6 +132,7 @@ async fn negotiate(
         return Err(e.into());
     }
     let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let topics = broker.metadata.topic_permissions(&user, &vhost.name);
     Ok(Negotiated {
         user,
         vhost,
@@ -138,6 +141,7 @@ async fn negotiate(
         heartbeat: tune_ok.heartbeat,
         cancel_notify,
         permission,
+        topics,
         generation,
     })
 }

@@ -97,7 +97,11 @@ pub async fn serve(
         user: negotiated.user.clone(),
         cancel_notify: negotiated.cancel_notify,
         flow: None,
-        grants: access::Grants::new(Some(negotiated.permission), negotiated.generation),
+        grants: access::Grants::new(
+            Some(negotiated.permission),
+            negotiated.topics,
+            negotiated.generation,
+        ),
     };
     let mut events = events;
     let end = connection.run(&mut events, shutdown.clone()).await;

@@ -62,7 +62,7 @@ impl Connection {
 
     pub(super) fn queue_bind(&mut self, channel: u16, m: q::Bind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
-        self.check_queue_binding(name.as_str(), m.exchange.as_str())?;
+        self.check_queue_binding(name.as_str(), m.exchange.as_str(), m.routing_key.as_str())?;
         self.vhost.bind_queue(
             name.as_str(),
             m.exchange.as_str(),
@@ -80,7 +80,7 @@ impl Connection {
 
     pub(super) fn queue_unbind(&mut self, channel: u16, m: q::Unbind) -> AmqpResult<()> {
         let name = self.channel(channel)?.queue_name(&m.queue)?;
-        self.check_queue_binding(name.as_str(), m.exchange.as_str())?;
+        self.check_queue_binding(name.as_str(), m.exchange.as_str(), m.routing_key.as_str())?;
         self.vhost.unbind_queue(
             name.as_str(),
             m.exchange.as_str(),
@@ -129,9 +129,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Binding a queue needs write on the queue and read on the exchange.
-    fn check_queue_binding(&mut self, queue: &str, exchange: &str) -> AmqpResult<()> {
+    /// Binding a queue needs write on the queue and read on the exchange, and on a topic
+    /// exchange with topic permissions, read on the binding key.
+    fn check_queue_binding(&mut self, queue: &str, exchange: &str, key: &str) -> AmqpResult<()> {
         self.check(Access::Write, Resource::Queue, queue)?;
-        self.check(Access::Read, Resource::Exchange, exchange)
+        self.check(Access::Read, Resource::Exchange, exchange)?;
+        if let Ok(x) = self.vhost.exchange(exchange) {
+            self.check_topic(Access::Read, &x, key)?;
+        }
+        Ok(())
     }
 }

@@ -11,8 +11,9 @@ pub mod password;
 pub mod permissions;
 pub mod users;
 
+use crate::store::writer::Durable;
 use crate::store::{MetaKind, MetaRecord, StoreHandle, StoreOp};
-use permissions::{BadPattern, Permission, PermissionSpec};
+use permissions::{BadPattern, Permission, PermissionSpec, TopicPermission, TopicPermissionSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use users::User;
 const VHOST: MetaKind = b'v';
 const USER: MetaKind = b'u';
 const PERMISSION: MetaKind = b'p';
+const TOPIC_PERMISSION: MetaKind = b't';
 
 /// A virtual host's own metadata, as RabbitMQ shows and exports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +99,34 @@ struct State {
     users: BTreeMap<String, User>,
     /// (vhost, user) → permission.
     permissions: BTreeMap<(String, String), Arc<Permission>>,
+    /// (vhost, user, exchange) → topic permission.
+    topics: BTreeMap<(String, String, String), Arc<TopicPermission>>,
+}
+
+impl State {
+    /// Removes every permission and topic permission `matches` picks, in the store too.
+    fn drop_permissions(&mut self, store: &Metadata, matches: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<_> = self
+            .permissions
+            .keys()
+            .filter(|(v, u)| matches(v, u))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.permissions.remove(&key);
+            store.forget(PERMISSION, permission_key(&key.0, &key.1));
+        }
+        let gone: Vec<_> = self
+            .topics
+            .keys()
+            .filter(|(v, u, _)| matches(v, u))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.topics.remove(&key);
+            store.forget(TOPIC_PERMISSION, topic_key(&key.0, &key.1, &key.2));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +208,17 @@ impl Metadata {
         self.store.submit(StoreOp::DeleteMeta { kind, key });
     }
 
+    /// Waits until every change made before is on disk; false if the store failed. The
+    /// management API answers a change only after this, as RabbitMQ answers once its
+    /// metadata store has it.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.store.barrier(Durable::Then(Box::new(move |ok| {
+            let _ = tx.send(ok);
+        })));
+        rx.await.unwrap_or(false)
+    }
+
     // ----- virtual hosts
 
     pub fn vhosts(&self) -> Vec<VhostRecord> {
@@ -201,16 +242,7 @@ impl Metadata {
             return false;
         }
         self.forget(VHOST, name.to_owned());
-        let gone: Vec<_> = state
-            .permissions
-            .keys()
-            .filter(|(v, _)| v == name)
-            .cloned()
-            .collect();
-        for key in gone {
-            state.permissions.remove(&key);
-            self.forget(PERMISSION, permission_key(&key.0, &key.1));
-        }
+        state.drop_permissions(self, |vhost, _| vhost == name);
         true
     }
 
@@ -259,16 +291,7 @@ impl Metadata {
             return false;
         }
         self.forget(USER, name.to_owned());
-        let gone: Vec<_> = state
-            .permissions
-            .keys()
-            .filter(|(_, u)| u == name)
-            .cloned()
-            .collect();
-        for key in gone {
-            state.permissions.remove(&key);
-            self.forget(PERMISSION, permission_key(&key.0, &key.1));
-        }
+        state.drop_permissions(self, |_, user| user == name);
         true
     }
 
@@ -315,6 +338,60 @@ impl Metadata {
         self.read().permissions.get(&key).cloned()
     }
 
+    /// Sets a user's topic permissions on one exchange of a vhost.
+    pub fn set_topic_permissions(&self, spec: TopicPermissionSpec) -> Result<(), MetaError> {
+        let permission = TopicPermission::new(spec.clone())?;
+        let mut state = self.write();
+        if !state.users.contains_key(&spec.user) {
+            return Err(MetaError::NoSuchUser(spec.user));
+        }
+        if !state.vhosts.contains_key(&spec.vhost) {
+            return Err(MetaError::NoSuchVhost(spec.vhost));
+        }
+        let key = topic_key(&spec.vhost, &spec.user, &spec.exchange);
+        self.persist(TOPIC_PERMISSION, key, &spec);
+        state
+            .topics
+            .insert((spec.vhost, spec.user, spec.exchange), Arc::new(permission));
+        Ok(())
+    }
+
+    /// Removes a user's topic permissions in a vhost, on one exchange or (`None`) on all;
+    /// false if there were none.
+    pub fn clear_topic_permissions(&self, user: &str, vhost: &str, exchange: Option<&str>) -> bool {
+        let mut state = self.write();
+        let gone: Vec<_> = state
+            .topics
+            .keys()
+            .filter(|(v, u, x)| v == vhost && u == user && exchange.is_none_or(|e| e == x))
+            .cloned()
+            .collect();
+        for key in &gone {
+            state.topics.remove(key);
+            self.forget(TOPIC_PERMISSION, topic_key(&key.0, &key.1, &key.2));
+        }
+        !gone.is_empty()
+    }
+
+    /// A user's topic permissions in a vhost, by exchange.
+    pub fn topic_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+    ) -> std::collections::HashMap<String, Arc<TopicPermission>> {
+        self.read()
+            .topics
+            .iter()
+            .filter(|((v, u, _), _)| v == vhost && u == user)
+            .map(|((_, _, x), p)| (x.clone(), p.clone()))
+            .collect()
+    }
+
+    pub fn all_topic_permissions(&self) -> Vec<TopicPermissionSpec> {
+        let state = self.read();
+        state.topics.values().map(|p| p.spec.clone()).collect()
+    }
+
     pub fn all_permissions(&self) -> Vec<PermissionSpec> {
         let state = self.read();
         state.permissions.values().map(|p| p.spec.clone()).collect()
@@ -339,6 +416,12 @@ impl State {
                 let p = Permission::new(spec).map_err(|e| e.to_string())?;
                 self.permissions.insert(key, Arc::new(p));
             }
+            TOPIC_PERMISSION => {
+                let spec: TopicPermissionSpec = serde_json::from_slice(&r.value).map_err(text)?;
+                let key = (spec.vhost.clone(), spec.user.clone(), spec.exchange.clone());
+                let p = TopicPermission::new(spec).map_err(|e| e.to_string())?;
+                self.topics.insert(key, Arc::new(p));
+            }
             other => return Err(format!("unknown kind {:?}", other as char)),
         }
         Ok(())
@@ -349,6 +432,10 @@ impl State {
 /// but NUL.
 fn permission_key(vhost: &str, user: &str) -> String {
     format!("{vhost}\0{user}")
+}
+
+fn topic_key(vhost: &str, user: &str, exchange: &str) -> String {
+    format!("{vhost}\0{user}\0{exchange}")
 }
 
 #[cfg(test)]
@@ -430,6 +517,17 @@ mod tests {
         assert!(m.vhost("shop").is_none());
         assert!(m.permissions("alice", "shop").is_none());
         assert!(m.vhost("/").is_some(), "not a new store: no defaults again");
+        close(m);
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_the_store_to_have_the_changes() {
+        let store = Arc::new(MemoryStore::default());
+        let m = open(&store);
+        m.put_user(User::new("erin", Some("pw"), Vec::new()));
+        assert!(m.flush().await);
+        let kept = store.load().unwrap().meta;
+        assert!(kept.iter().any(|r| r.kind == USER && r.key == "erin"));
         close(m);
     }
 }

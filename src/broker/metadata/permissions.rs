@@ -83,6 +83,48 @@ impl Permission {
     }
 }
 
+/// A user's topic permissions on one topic exchange of a vhost (RabbitMQ's definitions
+/// format): patterns over routing keys, write for publishing, read for binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPermissionSpec {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// The patterns, with `{username}` and `{vhost}` replaced and compiled.
+#[derive(Debug, Clone)]
+pub struct TopicPermission {
+    pub spec: TopicPermissionSpec,
+    write: Regex,
+    read: Regex,
+}
+
+impl TopicPermission {
+    pub fn new(spec: TopicPermissionSpec) -> Result<Self, BadPattern> {
+        let expand = |pattern: &str| {
+            pattern
+                .replace("{username}", &spec.user)
+                .replace("{vhost}", &spec.vhost)
+        };
+        Ok(Self {
+            write: compile(&expand(&spec.write))?,
+            read: compile(&expand(&spec.read))?,
+            spec,
+        })
+    }
+
+    /// Whether a routing key may be published with (`Write`) or bound with (`Read`).
+    pub fn allows(&self, access: Access, routing_key: &str) -> bool {
+        match access {
+            Access::Write => self.write.is_match(routing_key),
+            Access::Read | Access::Configure => self.read.is_match(routing_key),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +168,21 @@ mod tests {
         };
         let e = Permission::new(spec).unwrap_err();
         assert_eq!(e.pattern, "(");
+    }
+
+    #[test]
+    fn topic_patterns_expand_the_user_and_vhost() {
+        let p = TopicPermission::new(TopicPermissionSpec {
+            user: "lim".into(),
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            write: "^{username}\\.".into(),
+            read: "^{vhost}".into(),
+        })
+        .unwrap();
+        assert!(p.allows(Access::Write, "lim.a"));
+        assert!(!p.allows(Access::Write, "x.a"));
+        assert!(p.allows(Access::Read, "/x"));
+        assert!(!p.allows(Access::Read, "x"));
     }
 }
