@@ -36,8 +36,8 @@ use warren_amqp::reply;
 pub struct Broker {
     pub config: Config,
     vhosts: DashMap<String, Arc<VHost>>,
-    /// Vhost records, users and permissions.
-    pub metadata: Metadata,
+    /// Vhost records, users, permissions and policies.
+    pub metadata: Arc<Metadata>,
     /// The open AMQP connections.
     pub connections: connections::Connections,
     /// Logins refused since the start (wrong credentials, or a loopback-only user from afar).
@@ -89,7 +89,7 @@ impl Broker {
             password: config.default_pass.clone(),
             vhost: config.default_vhost.clone(),
         };
-        let metadata = Metadata::recover(store.clone(), meta, &defaults);
+        let metadata = Arc::new(Metadata::recover(store.clone(), meta, &defaults));
         let services = Services {
             dead_letters: dead_letter_rx,
             timers: timer_rx,
@@ -119,6 +119,10 @@ impl Broker {
         for record in self.metadata.vhosts() {
             let vhost = self.vhost_or_new(&record.name);
             vhost.set_max_queues(metadata::limit(&record.limits, "max-queues"));
+        }
+        for vhost in self.vhosts.iter() {
+            vhost.attach(self.metadata.clone());
+            vhost.apply_policies();
         }
         let unrecorded: Vec<String> = self
             .vhosts
@@ -154,6 +158,31 @@ impl Broker {
             vhost.set_max_queues(metadata::limit(&limits, "max-queues"));
         }
         Ok(())
+    }
+
+    /// Sets a policy (`operator`: an operator policy) and applies it at once to what it
+    /// matches in its vhost.
+    pub fn set_policy(
+        &self,
+        spec: metadata::policies::PolicySpec,
+        operator: bool,
+    ) -> Result<(), metadata::policies::PolicyError> {
+        let vhost = spec.vhost.clone();
+        self.metadata.set_policy(spec, operator)?;
+        if let Some(v) = self.vhost(&vhost) {
+            v.apply_policies();
+        }
+        Ok(())
+    }
+
+    /// Clears a policy; what it applied to goes back to its own arguments (or the next
+    /// policy). False if there was none.
+    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool) -> bool {
+        let cleared = self.metadata.clear_policy(vhost, name, operator);
+        if let (true, Some(v)) = (cleared, self.vhost(vhost)) {
+            v.apply_policies();
+        }
+        cleared
     }
 
     /// Deletes a vhost: its connections are closed with 320, then its queues (and their
@@ -209,12 +238,14 @@ impl Broker {
         self.vhosts
             .entry(name.to_owned())
             .or_insert_with(|| {
-                Arc::new(VHost::new(
+                let vhost = VHost::new(
                     name,
                     self.store.clone(),
                     self.config.queue_window,
                     self.hooks.clone(),
-                ))
+                );
+                vhost.attach(self.metadata.clone());
+                Arc::new(vhost)
             })
             .clone()
     }

@@ -165,8 +165,12 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    /// Where messages go that this exchange's bindings cannot route (`alternate-exchange`).
-    pub alternate: Option<String>,
+    /// Where messages go that this exchange's bindings cannot route: its
+    /// `alternate-exchange` argument, or else what a policy sets. Read only for messages
+    /// nothing else takes.
+    alternate: RwLock<Option<String>>,
+    /// The `alternate-exchange` argument it was declared with.
+    declared_alternate: Option<String>,
     /// A delaying or deduplicating exchange type, or a plain one.
     pub flavour: Flavour,
     /// The keys of recent messages, if the exchange drops duplicates (by its type or by
@@ -190,7 +194,8 @@ impl Exchange {
             durable,
             auto_delete,
             internal,
-            alternate: alternate::from_arguments(&arguments),
+            alternate: RwLock::new(alternate::from_arguments(&arguments)),
+            declared_alternate: alternate::from_arguments(&arguments),
             flavour: Flavour::Plain,
             dedup: None,
             arguments,
@@ -204,6 +209,20 @@ impl Exchange {
         self.flavour = flavour;
         self.dedup = dedup;
         self
+    }
+
+    /// The alternate exchange, if it has one.
+    pub fn alternate(&self) -> Option<String> {
+        self.alternate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies the alternate exchange a policy sets; the declared argument wins over it.
+    pub fn apply_policy_alternate(&self, from_policy: Option<String>) {
+        let effective = self.declared_alternate.clone().or(from_policy);
+        *self.alternate.write().unwrap_or_else(|p| p.into_inner()) = effective;
     }
 
     /// An `x-delayed-message` exchange: it holds messages for their `x-delay` before routing

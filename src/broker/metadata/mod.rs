@@ -9,11 +9,13 @@
 
 pub mod password;
 pub mod permissions;
+pub mod policies;
 pub mod users;
 
 use crate::store::writer::Durable;
 use crate::store::{MetaKind, MetaRecord, StoreHandle, StoreOp};
 use permissions::{BadPattern, Permission, PermissionSpec, TopicPermission, TopicPermissionSpec};
+use policies::{Policy, PolicyError, PolicySpec, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,8 @@ const VHOST: MetaKind = b'v';
 const USER: MetaKind = b'u';
 const PERMISSION: MetaKind = b'p';
 const TOPIC_PERMISSION: MetaKind = b't';
+const POLICY: MetaKind = b'P';
+const OPERATOR_POLICY: MetaKind = b'O';
 
 /// A virtual host's own metadata, as RabbitMQ shows and exports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,9 @@ struct State {
     permissions: BTreeMap<(String, String), Arc<Permission>>,
     /// (vhost, user, exchange) → topic permission.
     topics: BTreeMap<(String, String, String), Arc<TopicPermission>>,
+    /// (vhost, name) → policy, and operator policy.
+    policies: BTreeMap<(String, String), Arc<Policy>>,
+    operator_policies: BTreeMap<(String, String), Arc<Policy>>,
 }
 
 impl State {
@@ -243,6 +250,17 @@ impl Metadata {
         }
         self.forget(VHOST, name.to_owned());
         state.drop_permissions(self, |vhost, _| vhost == name);
+        let state = &mut *state;
+        for (kind, map) in [
+            (POLICY, &mut state.policies),
+            (OPERATOR_POLICY, &mut state.operator_policies),
+        ] {
+            let gone: Vec<_> = map.keys().filter(|(v, _)| v == name).cloned().collect();
+            for key in gone {
+                map.remove(&key);
+                self.forget(kind, permission_key(&key.0, &key.1));
+            }
+        }
         true
     }
 
@@ -392,6 +410,93 @@ impl Metadata {
         state.topics.values().map(|p| p.spec.clone()).collect()
     }
 
+    // ----- policies
+
+    /// Sets a policy (`operator`: an operator policy), replacing one of the same name.
+    pub fn set_policy(&self, spec: PolicySpec, operator: bool) -> Result<(), PolicyError> {
+        let policy = Arc::new(Policy::new(spec.clone(), operator)?);
+        let mut state = self.write();
+        if !state.vhosts.contains_key(&spec.vhost) {
+            return Err(PolicyError::Invalid(format!(
+                "no_such_vhost: {}",
+                spec.vhost
+            )));
+        }
+        let kind = if operator { OPERATOR_POLICY } else { POLICY };
+        self.persist(kind, permission_key(&spec.vhost, &spec.name), &spec);
+        let map = match operator {
+            true => &mut state.operator_policies,
+            false => &mut state.policies,
+        };
+        map.insert((spec.vhost, spec.name), policy);
+        Ok(())
+    }
+
+    /// Removes a policy; false if there was none.
+    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool) -> bool {
+        let mut state = self.write();
+        let map = match operator {
+            true => &mut state.operator_policies,
+            false => &mut state.policies,
+        };
+        let removed = map.remove(&(vhost.to_owned(), name.to_owned())).is_some();
+        if removed {
+            let kind = if operator { OPERATOR_POLICY } else { POLICY };
+            self.forget(kind, permission_key(vhost, name));
+        }
+        removed
+    }
+
+    /// The policies (or operator policies) of a vhost.
+    pub fn policies(&self, vhost: &str, operator: bool) -> Vec<PolicySpec> {
+        let state = self.read();
+        let map = match operator {
+            true => &state.operator_policies,
+            false => &state.policies,
+        };
+        map.iter()
+            .filter(|((v, _), _)| v == vhost)
+            .map(|(_, p)| p.spec.clone())
+            .collect()
+    }
+
+    /// The policy and the operator policy that apply to an object of a vhost.
+    fn applying(
+        &self,
+        vhost: &str,
+        target: Target,
+        name: &str,
+    ) -> (Option<Arc<Policy>>, Option<Arc<Policy>>) {
+        let state = self.read();
+        let of_vhost = |map: &BTreeMap<(String, String), Arc<Policy>>| {
+            policies::pick(
+                map.iter().filter(|((v, _), _)| v == vhost).map(|(_, p)| p),
+                target,
+                name,
+            )
+        };
+        (
+            of_vhost(&state.policies),
+            of_vhost(&state.operator_policies),
+        )
+    }
+
+    /// What the policies that apply to a queue set for it.
+    pub fn queue_overrides(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> crate::broker::queue::PolicyOverrides {
+        let (policy, operator) = self.applying(vhost, Target::Queue, queue);
+        policies::queue_overrides(policy.as_deref(), operator.as_deref())
+    }
+
+    /// The alternate exchange the policy that applies to an exchange sets, if any.
+    pub fn policy_alternate_exchange(&self, vhost: &str, exchange: &str) -> Option<String> {
+        let (policy, _) = self.applying(vhost, Target::Exchange, exchange);
+        policy?.alternate_exchange()
+    }
+
     pub fn all_permissions(&self) -> Vec<PermissionSpec> {
         let state = self.read();
         state.permissions.values().map(|p| p.spec.clone()).collect()
@@ -415,6 +520,17 @@ impl State {
                 let key = (spec.vhost.clone(), spec.user.clone());
                 let p = Permission::new(spec).map_err(|e| e.to_string())?;
                 self.permissions.insert(key, Arc::new(p));
+            }
+            POLICY | OPERATOR_POLICY => {
+                let spec: PolicySpec = serde_json::from_slice(&r.value).map_err(text)?;
+                let key = (spec.vhost.clone(), spec.name.clone());
+                let operator = r.kind == OPERATOR_POLICY;
+                let p = Policy::new(spec, operator).map_err(|e| e.to_string())?;
+                let map = match operator {
+                    true => &mut self.operator_policies,
+                    false => &mut self.policies,
+                };
+                map.insert(key, Arc::new(p));
             }
             TOPIC_PERMISSION => {
                 let spec: TopicPermissionSpec = serde_json::from_slice(&r.value).map_err(text)?;

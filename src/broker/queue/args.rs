@@ -211,6 +211,70 @@ fn check_queue_type_properties(
     }
 }
 
+/// What the policy and the operator policy that apply to a queue set (the lower of their two
+/// limits already taken), and their names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOverrides {
+    pub message_ttl: Option<u64>,
+    pub expires: Option<u64>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Option<Overflow>,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+}
+
+/// The settings of a live queue that policies may change: its own arguments combined with
+/// its policies as RabbitMQ combines them. Limits take the lower value; overflow and
+/// dead-lettering take the queue's argument when it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effective {
+    pub message_ttl: Option<u64>,
+    pub expires: Option<u64>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    /// The policies behind it, for the management API.
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+}
+
+impl Effective {
+    pub fn of(args: &QueueArgs, declared: &FieldTable, policy: &PolicyOverrides) -> Self {
+        let lower = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let overflow = match declared.inner().contains_key("x-overflow") {
+            true => args.overflow,
+            false => policy.overflow.unwrap_or(args.overflow),
+        };
+        let dead_letter_exchange = args
+            .dead_letter_exchange
+            .clone()
+            .or_else(|| policy.dead_letter_exchange.clone());
+        let dead_letter_routing_key = args
+            .dead_letter_routing_key
+            .clone()
+            .or_else(|| policy.dead_letter_routing_key.clone());
+        Self {
+            message_ttl: lower(args.message_ttl, policy.message_ttl),
+            expires: lower(args.expires, policy.expires),
+            max_length: lower(args.max_length, policy.max_length),
+            max_length_bytes: lower(args.max_length_bytes, policy.max_length_bytes),
+            overflow,
+            dead_letter_exchange,
+            dead_letter_routing_key,
+            policy: policy.policy.clone(),
+            operator_policy: policy.operator_policy.clone(),
+        }
+    }
+}
+
 impl QueueArgs {
     /// Parses and checks a queue.declare's arguments. `what` names the queue in errors.
     pub fn parse(

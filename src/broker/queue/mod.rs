@@ -20,7 +20,7 @@ mod lane;
 mod paging;
 mod policy;
 
-pub use args::{consumer_priority, Overflow, QueueArgs};
+pub use args::{consumer_priority, Effective, Overflow, PolicyOverrides, QueueArgs};
 pub use consumer::{
     ChannelGate, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox, TRANSIT_WINDOW,
 };
@@ -101,6 +101,8 @@ struct QueueState {
     timer_at: Option<Instant>,
     /// The deduplication keys the queue holds (deduplicating queues only).
     dedup: dedup::QueueDedup,
+    /// TTLs, limits and dead-lettering as the queue's arguments and its policies make them.
+    effective: Effective,
     deleted: bool,
 }
 
@@ -132,6 +134,7 @@ impl Queue {
             last_used: Instant::now(),
             timer_at: None,
             dedup: dedup::QueueDedup::default(),
+            effective: Effective::default(),
             deleted: false,
         };
         Self {
@@ -157,8 +160,39 @@ impl Queue {
             Lane::with_gauge(self.hooks.as_ref().map(|h| h.memory.clone()))
         });
         state.dedup = dedup::QueueDedup::for_args(args.deduplication.as_ref());
+        state.effective = Effective::of(&args, &self.arguments, &PolicyOverrides::default());
         self.args = args;
         self
+    }
+
+    /// Starts the queue with what its policies set (see `apply_policy` for a live queue).
+    pub fn with_policy(mut self, overrides: &PolicyOverrides) -> Self {
+        let effective = Effective::of(&self.args, &self.arguments, overrides);
+        self.state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .effective = effective;
+        self
+    }
+
+    /// Applies what the policies that now match set: a shorter length limit drops the head
+    /// at once (dead-lettered as `maxlen`), a new `expires` is armed. A new message TTL applies
+    /// to messages published from now on, whose expiry is fixed when they arrive.
+    pub fn apply_policy(self: &Arc<Self>, overrides: &PolicyOverrides) {
+        let mut state = self.state();
+        let effective = Effective::of(&self.args, &self.arguments, overrides);
+        if state.deleted || state.effective == effective {
+            return;
+        }
+        state.effective = effective;
+        self.enforce_max_length(&mut state);
+        self.schedule_unused(&mut state);
+        self.flow.update(state.len(), !state.consumers.is_empty());
+    }
+
+    /// The TTLs, limits and dead-lettering in force, and the policies behind them.
+    pub fn effective(&self) -> Effective {
+        self.state().effective.clone()
     }
 
     /// Connects the queue to the broker's dead-letter and timer services.
@@ -225,9 +259,10 @@ impl Queue {
         if state.deleted {
             return PublishOutcome::Gone;
         }
-        if self.args.overflow != Overflow::DropHead && self.would_overflow(&state, message.size()) {
-            if self.args.overflow == Overflow::RejectPublishDlx {
-                self.dead_letter(&message, Reason::MaxLen);
+        let overflow = state.effective.overflow;
+        if overflow != Overflow::DropHead && self.would_overflow(&state, message.size()) {
+            if overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&state, &message, Reason::MaxLen);
             }
             return PublishOutcome::Rejected;
         }
@@ -239,7 +274,7 @@ impl Queue {
         state.next_seq += 1;
         let mut entry = QueueEntry::new(seq, message);
         entry.lane = entry.message.priority.min(self.args.max_priority);
-        entry.expires = self.expiry_of(&entry.message);
+        entry.expires = self.expiry_of(&state, &entry.message);
         let consumer = match state.is_empty() {
             true => state.next_ready_consumer(self.args.single_active_consumer),
             false => None,
@@ -371,7 +406,7 @@ impl Queue {
             let gone = state.deleted;
             self.forget(&mut state, entry, gone);
             if rejected {
-                self.dead_letter(&entry.message, Reason::Rejected);
+                self.dead_letter(&state, &entry.message, Reason::Rejected);
             }
         }
         state.unacked = state.unacked.saturating_sub(count);

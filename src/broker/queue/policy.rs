@@ -21,8 +21,8 @@ pub enum TimerOutcome {
 impl Queue {
     /// When a message published now expires here (ms since the epoch, 0: never): the
     /// sooner of the queue's `x-message-ttl` and the message's `expiration`.
-    pub(super) fn expiry_of(&self, message: &Message) -> u64 {
-        let ttl = match (self.args.message_ttl, message.expiration) {
+    pub(super) fn expiry_of(&self, state: &QueueState, message: &Message) -> u64 {
+        let ttl = match (state.effective.message_ttl, message.expiration) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
                 Some(ttl) => ttl,
@@ -33,17 +33,17 @@ impl Queue {
     }
 
     pub(super) fn would_overflow(&self, state: &QueueState, size: usize) -> bool {
-        self.args.max_length.is_some_and(|max| state.len() >= max)
-            || self
-                .args
+        let limits = &state.effective;
+        limits.max_length.is_some_and(|max| state.len() >= max)
+            || limits
                 .max_length_bytes
                 .is_some_and(|max| state.ready_bytes + size as u64 > max)
     }
 
     fn over_limit(&self, state: &QueueState) -> bool {
-        self.args.max_length.is_some_and(|max| state.len() > max)
-            || self
-                .args
+        let limits = &state.effective;
+        limits.max_length.is_some_and(|max| state.len() > max)
+            || limits
                 .max_length_bytes
                 .is_some_and(|max| state.ready_bytes > max)
     }
@@ -54,12 +54,15 @@ impl Queue {
     /// and are dropped as they are read back (for x-max-length-bytes, whose sizes are not
     /// known until then, only what is in memory is dropped).
     pub(super) fn enforce_max_length(self: &Arc<Self>, state: &mut QueueState) {
-        if self.args.overflow != Overflow::DropHead {
+        if state.effective.overflow != Overflow::DropHead {
             return;
         }
         let mut on_disk = false;
         while self.over_limit(state) {
-            let over_count = self.args.max_length.is_some_and(|max| state.len() > max);
+            let over_count = state
+                .effective
+                .max_length
+                .is_some_and(|max| state.len() > max);
             match state.drop_head(over_count) {
                 Some(Dropped::Now(entry)) => self.drop_entry(state, &entry),
                 Some(Dropped::WhenRead) => on_disk = true,
@@ -77,19 +80,20 @@ impl Queue {
             .ready_bytes
             .saturating_sub(entry.message.size() as u64);
         self.forget(state, entry, false);
-        self.dead_letter(&entry.message, Reason::MaxLen);
+        self.dead_letter(state, &entry.message, Reason::MaxLen);
     }
 
     /// Sends a message to the dead-letter exchange, if the queue has one.
-    pub(super) fn dead_letter(&self, message: &Arc<Message>, reason: Reason) {
-        let (Some(exchange), Some(hooks)) = (&self.args.dead_letter_exchange, &self.hooks) else {
+    pub(super) fn dead_letter(&self, state: &QueueState, message: &Arc<Message>, reason: Reason) {
+        let limits = &state.effective;
+        let (Some(exchange), Some(hooks)) = (&limits.dead_letter_exchange, &self.hooks) else {
             return;
         };
         let _ = hooks.dead_letters.send(DeadLetter {
             vhost: self.vhost.clone(),
             queue: self.name.to_string(),
             exchange: exchange.clone(),
-            routing_key: self.args.dead_letter_routing_key.clone(),
+            routing_key: limits.dead_letter_routing_key.clone(),
             reason,
             message: message.clone(),
         });
@@ -98,7 +102,7 @@ impl Queue {
     /// An expired entry leaves the queue.
     pub(super) fn expire(&self, state: &mut QueueState, entry: QueueEntry) {
         self.forget(state, &entry, false);
-        self.dead_letter(&entry.message, Reason::Expired);
+        self.dead_letter(state, &entry.message, Reason::Expired);
     }
 
     /// The next ready entry that has not expired; expired ones met on the way are expired.
@@ -138,7 +142,7 @@ impl Queue {
         if state.deleted {
             return TimerOutcome::Idle;
         }
-        if let Some(expires) = self.args.expires {
+        if let Some(expires) = state.effective.expires {
             if state.consumers.is_empty()
                 && state.last_used.elapsed() >= Duration::from_millis(expires)
             {
@@ -155,7 +159,7 @@ impl Queue {
 
     /// Asks to be woken when `x-expires` would delete the queue, if it has no consumers.
     pub(super) fn schedule_unused(self: &Arc<Self>, state: &mut QueueState) {
-        if let Some(expires) = self.args.expires {
+        if let Some(expires) = state.effective.expires {
             if state.consumers.is_empty() {
                 let at = state.last_used + Duration::from_millis(expires);
                 self.schedule(state, at);

@@ -85,6 +85,9 @@ impl VHost {
                     spec.arguments.clone(),
                 )
                 .with_flavour(flavour, dedup);
+                if let Some(m) = self.metadata.get() {
+                    x.apply_policy_alternate(m.policy_alternate_exchange(&self.name, &spec.name));
+                }
                 if x.durable {
                     self.store
                         .submit(StoreOp::PutExchange(self.exchange_record(&x)));
@@ -197,7 +200,11 @@ impl VHost {
                     spec.auto_delete,
                     spec.arguments.clone(),
                 );
-                q = q.with_args(args).with_hooks(self.hooks.clone());
+                let overrides = self.queue_overrides(&spec.name);
+                q = q
+                    .with_args(args)
+                    .with_policy(&overrides)
+                    .with_hooks(self.hooks.clone());
                 let id = self.store.next_queue_id();
                 if durable {
                     self.store.submit(StoreOp::PutQueue(QueueRecord {

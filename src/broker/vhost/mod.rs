@@ -10,13 +10,15 @@ mod restore;
 pub use declare::{ExchangeSpec, QueueSpec};
 
 use super::exchange::{Destination, Exchange, ExchangeKind, RoutingInput};
+use super::metadata::Metadata;
 use super::queue::ConnectionId;
+use super::queue::PolicyOverrides;
 use super::queue::{Queue, QueueHooks};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::StoreHandle;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tracing::debug;
 use warren_amqp::{FieldTable, ShortString};
 
@@ -33,6 +35,9 @@ pub struct VHost {
     hooks: QueueHooks,
     /// The vhost's `max-queues` limit (`usize::MAX`: none).
     max_queues: AtomicUsize,
+    /// Where policies are looked up, once the broker's metadata exists (recovery restores
+    /// queues before it does; the broker then applies policies to them all).
+    metadata: OnceLock<Arc<Metadata>>,
 }
 
 impl VHost {
@@ -50,6 +55,7 @@ impl VHost {
             queue_window,
             hooks,
             max_queues: AtomicUsize::new(usize::MAX),
+            metadata: OnceLock::new(),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -64,6 +70,33 @@ impl VHost {
             vhost.exchanges.insert(name.to_string(), Arc::new(x));
         }
         vhost
+    }
+
+    /// Lets the vhost look up policies for what is declared in it.
+    pub fn attach(&self, metadata: Arc<Metadata>) {
+        let _ = self.metadata.set(metadata);
+    }
+
+    /// What the policies that apply to a queue of this name set.
+    pub(super) fn queue_overrides(&self, name: &str) -> PolicyOverrides {
+        self.metadata
+            .get()
+            .map(|m| m.queue_overrides(&self.name, name))
+            .unwrap_or_default()
+    }
+
+    /// Applies the vhost's policies, as they are now, to every queue and exchange in it.
+    pub fn apply_policies(&self) {
+        let Some(metadata) = self.metadata.get() else {
+            return;
+        };
+        for queue in self.queues() {
+            queue.apply_policy(&metadata.queue_overrides(&self.name, queue.name.as_str()));
+        }
+        for exchange in self.exchanges() {
+            let alternate = metadata.policy_alternate_exchange(&self.name, exchange.name.as_str());
+            exchange.apply_policy_alternate(alternate);
+        }
     }
 
     /// Sets the vhost's `max-queues` limit (`None`: none).
@@ -183,7 +216,7 @@ impl VHost {
         if scratch.len() > before {
             return;
         }
-        let Some(name) = &x.alternate else { return };
+        let Some(name) = x.alternate() else { return };
         match self.exchanges.get(name.as_str()) {
             Some(ae) => scratch.push(Destination::Exchange(ae.clone())),
             // Logged at debug level: this happens per message, and would flood a warning log.
