@@ -43,7 +43,16 @@ impl BrokerProcess {
     /// Starts the binary on `dir` with an OS-chosen port and waits for its ready line, which
     /// names the port.
     async fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        Self::start_with(dir, &[]).await
+    }
+
+    /// Starts the binary with these environment variables set.
+    async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .arg("--amqp-port")
             .arg("0")
             .arg("--http-port")
@@ -644,4 +653,29 @@ async fn next_body(ch: &Channel, consumer: &mut lapin::Consumer, body: &str) -> 
     let confirmation = within("a publisher confirm", confirm).await.unwrap();
     assert!(confirmation.is_ack(), "{confirmation:?}");
     delivery
+}
+
+/// The user and vhost the first start creates are on disk before the broker says it is ready:
+/// killed at once, a second start with other defaults finds them and creates nothing.
+#[tokio::test]
+async fn the_first_starts_user_and_vhost_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = [
+        ("WARREN_DEFAULT_USER", "admin"),
+        ("WARREN_DEFAULT_PASS", "secret"),
+        ("WARREN_DEFAULT_VHOST", "app"),
+    ];
+    BrokerProcess::start_with(dir.path(), &first).await.kill();
+    let other = [
+        ("WARREN_DEFAULT_USER", "other"),
+        ("WARREN_DEFAULT_PASS", "other"),
+        ("WARREN_DEFAULT_VHOST", "elsewhere"),
+    ];
+    let broker = BrokerProcess::start_with(dir.path(), &other).await;
+    let admin = format!("amqp://admin:secret@{}/app", broker.addr);
+    let conn = connect(&admin).await;
+    conn.create_channel().await.expect("admin works in app");
+    let uri = format!("amqp://other:other@{}/elsewhere", broker.addr);
+    let refused = Connection::connect(&uri, lapin::ConnectionProperties::default()).await;
+    assert!(refused.is_err(), "the second start created its defaults");
 }

@@ -165,6 +165,8 @@ impl Metadata {
         };
         if fresh {
             metadata.create_defaults(defaults);
+            // On disk before anyone can log in: a crash now must not bring other defaults.
+            metadata.store.sync_blocking();
         }
         metadata
     }
