@@ -120,7 +120,19 @@ async fn serve(config: Config) -> std::io::Result<()> {
                 format!("cannot listen on {}:{}: {e}", config.bind, config.amqp_port),
             )
         })?;
-    run(Listeners { amqp }, config, shutdown_signal()).await
+    let http = tokio::net::TcpListener::bind((config.bind, config.http_port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}:{}: {e}", config.bind, config.http_port),
+            )
+        })?;
+    let listeners = Listeners {
+        amqp,
+        http: Some(http),
+    };
+    run(listeners, config, shutdown_signal()).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -18,6 +18,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The sockets Warren serves, bound by the caller (port 0 works for tests).
 pub struct Listeners {
     pub amqp: TcpListener,
+    /// The management API's, if it is served.
+    pub http: Option<TcpListener>,
 }
 
 /// Opens the broker on the configured data directory and serves until `shutdown` resolves,
@@ -56,6 +58,22 @@ pub async fn serve(
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let Listeners { amqp, http } = listeners;
+    let api = match http {
+        Some(listener) => {
+            info!("management API on http://{}", listener.local_addr()?);
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                broker.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
     info!(
         "Warren {} ready to accept AMQP connections on {amqp_addr}",
         env!("CARGO_PKG_VERSION")
@@ -64,7 +82,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listeners.amqp.accept() => match accepted {
+            accepted = amqp.accept() => match accepted {
                 Ok((stream, peer)) => {
                     connections.spawn(crate::connection::serve(stream, peer, broker.clone(), stop_rx.clone()));
                 }
@@ -84,8 +102,11 @@ pub async fn serve(
         }
     }
     info!("shutting down: closing {} connections", connections.len());
-    drop(listeners);
+    drop(amqp);
     let _ = stop_tx.send(true);
+    if let Some(api) = api {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, api).await;
+    }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
     });
@@ -101,6 +122,8 @@ pub async fn serve(
 /// A broker running on its own task: what tests and embedders use.
 pub struct Server {
     pub amqp_addr: SocketAddr,
+    /// The management API's address.
+    pub http_addr: SocketAddr,
     /// The running broker, for embedders and tests to manage (users, vhosts...).
     pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
@@ -112,13 +135,20 @@ impl Server {
     pub async fn start(config: Config) -> std::io::Result<Self> {
         let amqp = TcpListener::bind((config.bind, config.amqp_port)).await?;
         let amqp_addr = amqp.local_addr()?;
+        let http = TcpListener::bind((config.bind, config.http_port)).await?;
+        let http_addr = http.local_addr()?;
         let broker = open(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(Listeners { amqp }, broker.clone(), async {
+        let listeners = Listeners {
+            amqp,
+            http: Some(http),
+        };
+        let task = tokio::spawn(serve(listeners, broker.clone(), async {
             let _ = stopped.await;
         }));
         Ok(Self {
             amqp_addr,
+            http_addr,
             broker,
             stop: Some(stop),
             task,

@@ -42,6 +42,8 @@ pub struct Broker {
     pub connections: connections::Connections,
     /// Logins refused since the start (wrong credentials, or a loopback-only user from afar).
     failed_logins: AtomicU64,
+    /// `warren@<host>`, as RabbitMQ names its nodes `rabbit@<host>`.
+    node_name: String,
     /// What every queue of every vhost is connected to (dead-lettering, timers, memory).
     hooks: QueueHooks,
     next_connection_id: AtomicU64,
@@ -102,6 +104,7 @@ impl Broker {
             metadata,
             connections: connections::Connections::default(),
             failed_logins: AtomicU64::new(0),
+            node_name: format!("warren@{}", host_name()),
             hooks,
             next_connection_id: AtomicU64::new(1),
             store,
@@ -273,6 +276,11 @@ impl Broker {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The node's name, as the management API reports it.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
     /// Counts a refused login.
     pub fn login_failed(&self) {
         self.failed_logins.fetch_add(1, Ordering::Relaxed);
@@ -287,6 +295,16 @@ impl Broker {
     pub fn authenticate(&self, user: &str, password: &str) -> bool {
         self.metadata.authenticate(user, password).is_some()
     }
+}
+
+/// The machine's host name (its first label), or "localhost".
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().split('.').next().unwrap_or("").to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The receiving ends of the broker's background services.

@@ -75,6 +75,11 @@ impl TestBroker {
         self.server.amqp_addr
     }
 
+    /// The management API's URL for `path` (which starts with /api).
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.http_addr)
+    }
+
     pub async fn connect(&self) -> Connection {
         Connection::connect(&self.uri(), ConnectionProperties::default())
             .await

@@ -1,0 +1,82 @@
+//! HTTP Basic authentication against Warren's users, and the tags that open the API: only
+//! users tagged management, policymaker, monitoring or administrator may use it (401
+//! otherwise, with RabbitMQ's bodies), and loopback-only users only from the loopback
+//! interface, as over AMQP.
+
+use super::error::{ApiError, ApiResult};
+use crate::broker::metadata::users::User;
+use crate::broker::Broker;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Tags that let a user into the management API.
+const MANAGEMENT_TAGS: &[&str] = &["management", "policymaker", "monitoring", "administrator"];
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Authed(pub User);
+
+impl Authed {
+    pub fn is_administrator(&self) -> bool {
+        self.0.has_tag("administrator")
+    }
+
+    /// Administrators and monitoring users see every vhost; others those they have
+    /// permissions on.
+    pub fn sees_all_vhosts(&self) -> bool {
+        self.0.has_tag("administrator") || self.0.has_tag("monitoring")
+    }
+
+    /// Refuses unless the user is an administrator.
+    pub fn administrator(&self) -> ApiResult<()> {
+        match self.is_administrator() {
+            true => Ok(()),
+            false => Err(ApiError::not_authorised("Not administrator user")),
+        }
+    }
+
+    /// Whether the user may see this vhost.
+    pub fn sees_vhost(&self, broker: &Broker, vhost: &str) -> bool {
+        self.sees_all_vhosts() || broker.metadata.permissions(&self.0.name, vhost).is_some()
+    }
+}
+
+/// The user and password of a Basic `Authorization` header.
+fn credentials(parts: &Parts) -> Option<(String, String)> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+impl FromRequestParts<Arc<Broker>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, broker: &Arc<Broker>) -> ApiResult<Self> {
+        let (name, password) = credentials(parts).ok_or_else(ApiError::login_failed)?;
+        let Some(user) = broker.metadata.authenticate(&name, &password) else {
+            broker.login_failed();
+            return Err(ApiError::login_failed());
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let loopback_only = broker.config.loopback_users.contains(&name);
+        if loopback_only && peer.is_some_and(|p| !p.ip().is_loopback()) {
+            broker.login_failed();
+            return Err(ApiError::login_failed());
+        }
+        if !MANAGEMENT_TAGS.iter().any(|t| user.has_tag(t)) {
+            return Err(ApiError::not_authorised("Not management user"));
+        }
+        Ok(Self(user))
+    }
+}

@@ -1,0 +1,53 @@
+//! /api/overview: what the broker is and holds, as RabbitMQ's overview page reads it.
+
+use super::auth::Authed;
+use crate::broker::Broker;
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The RabbitMQ version whose API Warren follows: clients that gate features on it work.
+pub const RABBITMQ_VERSION: &str = "3.10.8";
+
+pub async fn overview(State(broker): State<Arc<Broker>>, _user: Authed) -> Json<Value> {
+    let (mut queues, mut exchanges, mut consumers, mut ready, mut unacked) =
+        (0, 0, 0u64, 0u64, 0u64);
+    for record in broker.metadata.vhosts() {
+        if let Some(v) = broker.vhost(&record.name) {
+            exchanges += v.exchanges().len();
+            for q in v.queues() {
+                queues += 1;
+                consumers += u64::from(q.consumer_count());
+                ready += u64::from(q.message_count());
+                unacked += q.unacked_count() as u64;
+            }
+        }
+    }
+    let node = broker.node_name();
+    Json(json!({
+        "management_version": RABBITMQ_VERSION,
+        "rabbitmq_version": RABBITMQ_VERSION,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": node,
+        "node": node,
+        "object_totals": {
+            "connections": broker.connections.count(),
+            "exchanges": exchanges,
+            "queues": queues,
+            "consumers": consumers,
+        },
+        "queue_totals": {
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+        },
+        "listeners": [
+            {"node": node, "protocol": "amqp", "ip_address": broker.config.bind.to_string(),
+             "port": broker.config.amqp_port},
+            {"node": node, "protocol": "http", "ip_address": broker.config.bind.to_string(),
+             "port": broker.config.http_port},
+        ],
+    }))
+}

@@ -1,0 +1,129 @@
+//! /api/users: list, show, create or update (with a password, or a hash as definitions
+//! carry it), delete (closes the user's connections); /api/whoami.
+
+use super::auth::Authed;
+use super::error::{flushed, json_body, ApiError, ApiResult};
+use crate::broker::metadata::password::Hashing;
+use crate::broker::metadata::users::{parse_tags, User};
+use crate::broker::Broker;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "name": u.name,
+        "password_hash": u.password_hash,
+        "hashing_algorithm": u.hashing_algorithm,
+        "tags": u.tags,
+        "limits": u.limits,
+    })
+}
+
+pub async fn whoami(user: Authed) -> Json<Value> {
+    Json(json!({"name": user.0.name, "tags": user.0.tags}))
+}
+
+pub async fn list(State(broker): State<Arc<Broker>>, user: Authed) -> ApiResult<Json<Value>> {
+    user.administrator()?;
+    let users: Vec<Value> = broker.metadata.users().iter().map(user_json).collect();
+    Ok(Json(Value::Array(users)))
+}
+
+pub async fn show(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    user.administrator()?;
+    let found = broker
+        .metadata
+        .user(&name)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(user_json(&found)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserBody {
+    password: Option<String>,
+    password_hash: Option<String>,
+    hashing_algorithm: Option<String>,
+    #[serde(default)]
+    tags: Option<Value>,
+}
+
+/// Tags as a comma-separated string or a list of strings.
+fn tags_of(value: Option<Value>) -> ApiResult<Vec<String>> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(parse_tags(&s)),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(ApiError::bad_request("tags must be strings")),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request("tags must be a string or a list")),
+    }
+}
+
+pub async fn put(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    user.administrator()?;
+    let body: UserBody = json_body(&body)?;
+    let existing = broker.metadata.user(&name);
+    let mut updated = match (&body.password, &body.password_hash) {
+        (Some(password), _) => User::new(&name, Some(password), Vec::new()),
+        (None, Some(hash)) => {
+            let hashing = match body.hashing_algorithm.as_deref() {
+                None => Hashing::Sha256,
+                Some(alg) => Hashing::parse(alg).ok_or_else(|| {
+                    ApiError::bad_request(format!("unknown hashing algorithm {alg}"))
+                })?,
+            };
+            User {
+                name: name.clone(),
+                password_hash: hash.clone(),
+                hashing_algorithm: hashing,
+                tags: Vec::new(),
+                limits: Default::default(),
+            }
+        }
+        // Neither: an existing user keeps its password; a new one has none.
+        (None, None) => existing
+            .clone()
+            .unwrap_or_else(|| User::new(&name, None, Vec::new())),
+    };
+    updated.tags = tags_of(body.tags)?;
+    if let Some(old) = &existing {
+        updated.limits = old.limits.clone();
+    }
+    broker.metadata.put_user(updated);
+    flushed(&broker).await?;
+    Ok(match existing {
+        None => StatusCode::CREATED,
+        Some(_) => StatusCode::NO_CONTENT,
+    })
+}
+
+pub async fn delete(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.administrator()?;
+    if !broker.delete_user(&name) {
+        return Err(ApiError::not_found());
+    }
+    flushed(&broker).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

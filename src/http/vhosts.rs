@@ -1,0 +1,131 @@
+//! /api/vhosts: list, show, create or update (PUT: 201 or 204), delete (closes the vhost's
+//! connections and drops what it holds).
+
+use super::auth::Authed;
+use super::error::{flushed, json_body, ApiError, ApiResult};
+use crate::broker::metadata::users::parse_tags;
+use crate::broker::metadata::VhostRecord;
+use crate::broker::Broker;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// A vhost as RabbitMQ shows it (without the rates, which come with statistics).
+pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    if let Some(vhost) = broker.vhost(&record.name) {
+        for q in vhost.queues() {
+            ready += u64::from(q.message_count());
+            unacked += q.unacked_count() as u64;
+        }
+    }
+    let node = broker.node_name();
+    json!({
+        "name": record.name,
+        "description": record.description,
+        "tags": record.tags,
+        "default_queue_type": record.default_queue_type.as_deref().unwrap_or("undefined"),
+        "metadata": {"description": record.description, "tags": record.tags},
+        "tracing": false,
+        "cluster_state": {node: "running"},
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    })
+}
+
+pub async fn list(State(broker): State<Arc<Broker>>, user: Authed) -> Json<Value> {
+    let visible: Vec<Value> = broker
+        .metadata
+        .vhosts()
+        .iter()
+        .filter(|v| user.sees_vhost(&broker, &v.name))
+        .map(|v| vhost_json(&broker, v))
+        .collect();
+    Json(Value::Array(visible))
+}
+
+pub async fn show(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    match broker.metadata.vhost(&name) {
+        Some(v) if user.sees_vhost(&broker, &name) => Ok(Json(vhost_json(&broker, &v))),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// Tags come as a comma-separated string or as a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Tags {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Tags {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Tags::Text(t) => parse_tags(&t),
+            Tags::List(l) => l,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct VhostBody {
+    description: Option<String>,
+    tags: Option<Tags>,
+    default_queue_type: Option<String>,
+}
+
+pub async fn put(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    user.administrator()?;
+    let body: VhostBody = json_body(&body)?;
+    let existing = broker.metadata.vhost(&name);
+    let created = existing.is_none();
+    let mut record = existing.unwrap_or_else(|| VhostRecord::named(&name));
+    if let Some(d) = body.description {
+        record.description = d;
+    }
+    if let Some(t) = body.tags {
+        record.tags = t.into_vec();
+    }
+    if let Some(q) = body.default_queue_type {
+        record.default_queue_type = Some(q);
+    }
+    broker.add_vhost(record);
+    if created {
+        // As `rabbitmqctl add_vhost` and the API do, the creator gets full permissions.
+        super::permissions::grant_all(&broker, &user.0.name, &name);
+    }
+    flushed(&broker).await?;
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
+pub async fn delete(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    user.administrator()?;
+    if !broker.delete_vhost(&name) {
+        return Err(ApiError::not_found());
+    }
+    flushed(&broker).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
