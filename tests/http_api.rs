@@ -268,3 +268,89 @@ async fn the_overview_names_warren_and_counts_what_it_holds() {
     assert_eq!(overview["queue_totals"]["messages_ready"], 1);
     assert!(overview["node"].as_str().unwrap().starts_with("warren@"));
 }
+
+#[tokio::test]
+async fn policies_are_set_validated_applied_and_cleared() {
+    let broker = TestBroker::start().await;
+    let (_c, ch) = broker.channel().await;
+    declare_queue(&ch, "capped").await;
+    for _ in 0..5 {
+        publish(&ch, "", "capped", b"m").await;
+    }
+    assert_eq!(queue_counts(&ch, "capped").await.0, 5);
+    let body = json!({"pattern": "^capped$", "definition": {"max-length": 2},
+                      "priority": 1, "apply-to": "queues"});
+    assert_eq!(
+        put(&broker, "/api/policies/%2F/cap", body).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(queue_counts(&ch, "capped").await.0, 2, "applied at once");
+    let replaced = json!({"pattern": "^capped$", "definition": {"max-length": 3}});
+    assert_eq!(
+        put(&broker, "/api/policies/%2F/cap", replaced).await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, shown) = get(&broker, "/api/policies/%2F/cap").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        shown,
+        json!({"vhost": "/", "name": "cap", "pattern": "^capped$", "apply-to": "all",
+               "definition": {"max-length": 3}, "priority": 0})
+    );
+    let (_, all) = get(&broker, "/api/policies").await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+
+    let bogus = json!({"pattern": "^a", "definition": {"bogus": 1}});
+    let (status, body) = call(
+        &broker,
+        reqwest::Method::PUT,
+        "/api/policies/%2F/bad",
+        GUEST,
+        Some(bogus),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"error": "bad_request", "reason":
+            "Validation failed\n\n[{&lt;&lt;\"bogus\"&gt;&gt;,1}] are not recognised policy settings\n"})
+    );
+    let elsewhere = json!({"pattern": "^a", "definition": {"max-length": 1}});
+    let (status, body) = call(
+        &broker,
+        reqwest::Method::PUT,
+        "/api/policies/nope/p",
+        GUEST,
+        Some(elsewhere),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "reason": "vhost_not_found"})
+    );
+
+    let operator = json!({"pattern": "^capped$", "definition": {"max-length": 1}});
+    assert_eq!(
+        put(&broker, "/api/operator-policies/%2F/op", operator).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        queue_counts(&ch, "capped").await.0,
+        1,
+        "the lower limit wins"
+    );
+
+    assert_eq!(
+        delete(&broker, "/api/policies/%2F/cap").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete(&broker, "/api/policies/%2F/cap").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete(&broker, "/api/operator-policies/%2F/op").await.0,
+        StatusCode::NO_CONTENT
+    );
+}

@@ -23,6 +23,15 @@ impl ApiError {
         }
     }
 
+    /// A PUT into a vhost that does not exist.
+    pub fn vhost_not_found() -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            error: "not_found",
+            reason: "vhost_not_found".into(),
+        }
+    }
+
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,

@@ -3,13 +3,14 @@
 //! accessors and never touch the message path. Errors are RabbitMQ's JSON bodies
 //! (`error.rs`); every request is authenticated (`auth.rs`).
 //!
-//! So far: whoami, overview, vhosts, users and permissions. The rest of RabbitMQ's API comes
+//! So far: whoami, overview, vhosts, users, permissions, policies and operator policies. The rest of RabbitMQ's API comes
 //! in later steps.
 
 mod auth;
 mod error;
 mod overview;
 mod permissions;
+mod policies;
 mod users;
 mod vhosts;
 
@@ -47,6 +48,25 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(permissions::show)
                 .put(permissions::put)
                 .delete(permissions::delete),
+        )
+        .route("/api/policies", get(policies::list::<false>))
+        .route("/api/policies/{vhost}", get(policies::of_vhost::<false>))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::show::<false>)
+                .put(policies::put::<false>)
+                .delete(policies::delete::<false>),
+        )
+        .route("/api/operator-policies", get(policies::list::<true>))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(policies::of_vhost::<true>),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(policies::show::<true>)
+                .put(policies::put::<true>)
+                .delete(policies::delete::<true>),
         )
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(broker)
