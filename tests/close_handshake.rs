@@ -6,28 +6,15 @@
 
 mod common;
 
-use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};
-use amq_protocol::protocol::{basic, connection, AMQPClass};
+use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
+use amq_protocol::protocol::{connection, AMQPClass};
 use common::raw::RawClient;
+use common::wire::{body, header, publish_to, raw_client};
 use common::*;
 use std::time::Duration;
 
 /// How long a test watches for the broker to hang up when it must not.
 const WATCH: Duration = Duration::from_secs(1);
-
-async fn raw_client(broker: &TestBroker) -> RawClient {
-    let (mut client, _) = within(
-        "the raw handshake",
-        RawClient::open(broker.addr(), |tune| connection::TuneOk {
-            channel_max: tune.channel_max,
-            frame_max: tune.frame_max,
-            heartbeat: 0,
-        }),
-    )
-    .await;
-    within("channel.open-ok", client.open_channel(1)).await;
-    client
-}
 
 fn bytes_of(frame: &AMQPFrame) -> Vec<u8> {
     gen_frame(frame)(WriteContext::from(Vec::new()))
@@ -49,26 +36,9 @@ fn connection_close() -> AMQPFrame {
 
 /// A publish of a 16-byte body to a queue that does not exist: method, header and body.
 fn publish_frames(out: &mut Vec<u8>) {
-    let publish = AMQPFrame::Method(
-        1,
-        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-            exchange: "".into(),
-            routing_key: "nowhere".into(),
-            mandatory: false,
-            immediate: false,
-        })),
-    );
-    let header = AMQPFrame::Header(
-        1,
-        AMQPContentHeader {
-            class_id: 60,
-            body_size: 16,
-            properties: basic::AMQPProperties::default(),
-        },
-    );
-    out.extend(bytes_of(&publish));
-    out.extend(bytes_of(&header));
-    out.extend(bytes_of(&AMQPFrame::Body(1, vec![7; 16])));
+    out.extend(publish_to(1, "nowhere"));
+    out.extend(header(1, 60, 16));
+    out.extend(body(1, &[7; 16]));
 }
 
 async fn expect_close_ok(client: &mut RawClient) {
