@@ -4,46 +4,10 @@
 
 mod common;
 
+use common::api::*;
 use common::*;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-
-async fn call(
-    broker: &TestBroker,
-    method: reqwest::Method,
-    path: &str,
-    auth: (&str, &str),
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = Client::new()
-        .request(method, broker.api(path))
-        .basic_auth(auth.0, Some(auth.1));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = within("the API's answer", request.send())
-        .await
-        .expect("the API answers");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-const GUEST: (&str, &str) = ("guest", "guest");
-
-async fn get(broker: &TestBroker, path: &str) -> (StatusCode, Value) {
-    call(broker, reqwest::Method::GET, path, GUEST, None).await
-}
-
-async fn put(broker: &TestBroker, path: &str, body: Value) -> StatusCode {
-    call(broker, reqwest::Method::PUT, path, GUEST, Some(body))
-        .await
-        .0
-}
-
-async fn delete(broker: &TestBroker, path: &str) -> (StatusCode, Value) {
-    call(broker, reqwest::Method::DELETE, path, GUEST, None).await
-}
 
 #[tokio::test]
 async fn credentials_and_management_tags_open_the_api() {

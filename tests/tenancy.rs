@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -58,19 +57,6 @@ fn grant_all(b: &TestBroker, user: &str, vhost: &str) {
 
 /// The error the connection reports next (a close from the server). The listener is made at
 /// once, so a close that comes before the returned future is awaited is not missed.
-fn closed_with(conn: &Connection) -> impl std::future::Future<Output = lapin::Error> + '_ {
-    let mut events = Box::pin(conn.events_listener());
-    within("the server's close", async move {
-        loop {
-            match events.next().await {
-                Some(lapin::Event::Error(e)) => return e,
-                Some(_) => continue,
-                None => panic!("the connection's events ended without an error"),
-            }
-        }
-    })
-}
-
 #[tokio::test]
 async fn a_user_exported_from_rabbitmq_logs_in_with_its_password() {
     let broker = TestBroker::start().await;

@@ -5,30 +5,71 @@
 //! is done and leaves when it ends; closing one posts to its mailbox, so no lock is held while
 //! the connection does it. Channels are counted per user, for the user's channel limit.
 
+pub use super::queue::ChannelView;
 use super::queue::{ConnectionEvent, ConnectionId, Mailbox};
 use crate::error::AmqpError;
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use warren_amqp::FieldTable;
 
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub user: String,
     pub vhost: String,
     pub peer: SocketAddr,
+    /// What the handshake settled, for the management API.
+    pub details: Arc<ConnectionDetails>,
     /// Where the connection task takes events, a close among them.
     mailbox: Mailbox,
 }
 
+/// What the management API shows of a connection beyond its user, vhost and peer; fixed once
+/// the handshake is done.
+#[derive(Debug, Clone)]
+pub struct ConnectionDetails {
+    /// The address the client connected to.
+    pub local: SocketAddr,
+    pub client_properties: FieldTable,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at: u64,
+    pub mechanism: String,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+}
+
 impl ConnectionInfo {
-    pub fn new(user: &str, vhost: &str, peer: SocketAddr, mailbox: Mailbox) -> Self {
+    pub fn new(
+        user: &str,
+        vhost: &str,
+        peer: SocketAddr,
+        details: ConnectionDetails,
+        mailbox: Mailbox,
+    ) -> Self {
         Self {
             user: user.to_owned(),
             vhost: vhost.to_owned(),
             peer,
+            details: Arc::new(details),
             mailbox,
         }
+    }
+
+    /// RabbitMQ's name for a connection: `peer -> local`.
+    pub fn name(&self) -> String {
+        format!("{} -> {}", self.peer, self.details.local)
+    }
+
+    /// Asks the connection task for its channels; `None` if it is gone or does not answer
+    /// within `wait` (it answers between the frames it handles, never from the message path).
+    pub async fn channels(&self, wait: Duration) -> Option<Vec<ChannelView>> {
+        let (tx, rx) = oneshot::channel();
+        self.mailbox.send(ConnectionEvent::Describe(tx)).ok()?;
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
     }
 }
 
@@ -52,6 +93,8 @@ struct Counts {
     per_vhost: HashMap<String, usize>,
     per_user: HashMap<String, usize>,
     channels: HashMap<String, usize>,
+    /// Channels open per connection, for the management API.
+    per_connection: HashMap<ConnectionId, usize>,
 }
 
 /// `by` less of `key`, forgetting keys that reach zero.
@@ -98,15 +141,31 @@ impl Connections {
         decrement(&mut counts.per_user, user, 1);
     }
 
-    /// Counts a channel the user opens, unless the user has `max` open already.
-    pub fn open_channel(&self, user: &str, max: Option<usize>) -> Result<(), usize> {
+    /// Counts a channel the user opens on a connection, unless the user has `max` open
+    /// already.
+    pub fn open_channel(
+        &self,
+        user: &str,
+        connection: ConnectionId,
+        max: Option<usize>,
+    ) -> Result<(), usize> {
         let mut counts = self.counts();
         let open = counts.channels.get(user).copied().unwrap_or(0);
         if let Some(max) = max.filter(|max| open >= *max) {
             return Err(max);
         }
         *counts.channels.entry(user.to_owned()).or_default() += 1;
+        *counts.per_connection.entry(connection).or_default() += 1;
         Ok(())
+    }
+
+    /// The channels open on a connection.
+    pub fn channels_on(&self, connection: ConnectionId) -> usize {
+        self.counts()
+            .per_connection
+            .get(&connection)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The channels the user has open, on all its connections.
@@ -114,10 +173,17 @@ impl Connections {
         self.counts().channels.get(user).copied().unwrap_or(0)
     }
 
-    /// Uncounts `n` channels of the user.
-    pub fn close_channels(&self, user: &str, n: usize) {
+    /// Uncounts `n` channels of the user on a connection.
+    pub fn close_channels(&self, user: &str, connection: ConnectionId, n: usize) {
         if n > 0 {
-            decrement(&mut self.counts().channels, user, n);
+            let mut counts = self.counts();
+            decrement(&mut counts.channels, user, n);
+            if let Some(open) = counts.per_connection.get_mut(&connection) {
+                *open = open.saturating_sub(n);
+                if *open == 0 {
+                    counts.per_connection.remove(&connection);
+                }
+            }
         }
     }
 
@@ -134,6 +200,26 @@ impl Connections {
 
     pub fn count(&self) -> usize {
         self.open.len()
+    }
+
+    /// The open connections.
+    pub fn list(&self) -> Vec<(ConnectionId, ConnectionInfo)> {
+        self.open
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
+    pub fn get(&self, id: ConnectionId) -> Option<ConnectionInfo> {
+        self.open.get(&id).map(|e| e.value().clone())
+    }
+
+    /// Asks one connection to close with `error`; false if it is not open.
+    pub fn close_where_id(&self, id: ConnectionId, error: impl Fn() -> AmqpError) -> bool {
+        match self.open.get(&id) {
+            Some(c) => c.mailbox.send(ConnectionEvent::Close(error())).is_ok(),
+            None => false,
+        }
     }
 
     /// Asks every connection that `matches` to close with `error`; returns how many.
@@ -164,10 +250,12 @@ mod tests {
         assert_eq!(c.admit("u", "x", None, Some(2)), Err(Refusal::User(2)));
         c.release("u", "v");
         c.admit("w", "v", Some(2), Some(1)).unwrap();
-        assert_eq!(c.open_channel("u", Some(1)), Ok(()));
-        assert_eq!(c.open_channel("u", Some(1)), Err(1));
-        c.close_channels("u", 1);
-        assert_eq!(c.open_channel("u", Some(1)), Ok(()));
-        assert_eq!(c.open_channel("other", None), Ok(()));
+        assert_eq!(c.open_channel("u", 1, Some(1)), Ok(()));
+        assert_eq!(c.open_channel("u", 1, Some(1)), Err(1));
+        assert_eq!(c.channels_on(1), 1);
+        c.close_channels("u", 1, 1);
+        assert_eq!(c.channels_on(1), 0);
+        assert_eq!(c.open_channel("u", 1, Some(1)), Ok(()));
+        assert_eq!(c.open_channel("other", 2, None), Ok(()));
     }
 }

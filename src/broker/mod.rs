@@ -12,6 +12,7 @@ pub mod field_types;
 pub mod memory;
 pub mod message;
 pub mod metadata;
+pub mod publish;
 pub mod queue;
 mod recovery;
 pub mod reply_to;

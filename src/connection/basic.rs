@@ -464,6 +464,9 @@ impl Connection {
                     self.fail(0, error);
                 }
             }
+            ConnectionEvent::Describe(answer) => {
+                let _ = answer.send(self.describe());
+            }
             ConnectionEvent::TxDurable { channel } => {
                 if self.channels.contains_key(&channel) {
                     self.send_commit_ok(channel);

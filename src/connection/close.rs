@@ -83,7 +83,9 @@ impl Connection {
     /// A closed channel's id is free again, and the channel no longer counts for its user.
     pub(super) fn forget_channel(&mut self, channel_id: u16) {
         if self.channels.remove(&channel_id).is_some() {
-            self.broker.connections.close_channels(&self.user, 1);
+            self.broker
+                .connections
+                .close_channels(&self.user, self.id, 1);
         }
     }
 
@@ -129,14 +131,7 @@ impl Connection {
     /// The cancels travel through mailboxes, so on this connection they follow the reply to
     /// the method that deleted the queue, as in RabbitMQ.
     pub(super) fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
-        let (count, consumers) = self.vhost.remove_queue(queue);
-        for c in consumers {
-            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-            });
-        }
-        count
+        self.vhost.delete_queue(queue)
     }
 
     /// Tells the client its consumer is gone, if it said it understands that
@@ -162,7 +157,9 @@ impl Connection {
         }
         let open = self.channels.len();
         self.channels.clear();
-        self.broker.connections.close_channels(&self.user, open);
+        self.broker
+            .connections
+            .close_channels(&self.user, self.id, open);
         for q in std::mem::take(&mut self.exclusive_queues) {
             if !q.is_deleted() {
                 self.delete_queue_now(&q);

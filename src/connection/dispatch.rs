@@ -190,7 +190,11 @@ impl Connection {
                     .metadata
                     .user(&self.user)
                     .and_then(|u| limit(&u.limits, "max-channels"));
-                if let Err(max) = self.broker.connections.open_channel(&self.user, user_max) {
+                if let Err(max) = self
+                    .broker
+                    .connections
+                    .open_channel(&self.user, self.id, user_max)
+                {
                     let e = AmqpError::not_allowed(format!(
                         "number of channels opened for user '{}' has reached the maximum \
                          allowed user limit of ({max})",

@@ -25,6 +25,8 @@ pub(crate) struct Negotiated {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub cancel_notify: bool,
+    pub client_properties: FieldTable,
+    pub mechanism: String,
     /// The user's permissions in the vhost, and the metadata generation they were read at.
     pub permission: Arc<Permission>,
     pub topics: std::collections::HashMap<String, Arc<TopicPermission>>,
@@ -140,6 +142,8 @@ async fn negotiate(
         channel_max,
         heartbeat: tune_ok.heartbeat,
         cancel_notify,
+        client_properties: start_ok.client_properties,
+        mechanism: start_ok.mechanism.to_string(),
         permission,
         topics,
         generation,

@@ -7,6 +7,7 @@ mod access;
 mod basic;
 mod channel;
 mod close;
+mod describe;
 mod dispatch;
 mod exchange;
 mod handshake;
@@ -15,7 +16,7 @@ mod reply_to;
 mod rewrite;
 mod tx;
 
-use crate::broker::connections::ConnectionInfo;
+use crate::broker::connections::{ConnectionDetails, ConnectionInfo};
 use crate::broker::queue::Queue;
 use crate::broker::queue::{ConnectionEvent, ConnectionId};
 use crate::broker::vhost::VHost;
@@ -53,6 +54,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (reader, writer) = stream.into_split();
     let id = broker.next_connection_id();
     let mut io = Io {
@@ -71,10 +73,20 @@ pub async fn serve(
     };
     info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
     let (mailbox, events) = mpsc::unbounded_channel();
+    let details = ConnectionDetails {
+        local,
+        client_properties: negotiated.client_properties,
+        connected_at: crate::broker::message::now_ms(),
+        mechanism: negotiated.mechanism,
+        frame_max: negotiated.frame_max,
+        channel_max: negotiated.channel_max,
+        heartbeat: negotiated.heartbeat,
+    };
     let info = ConnectionInfo::new(
         &negotiated.user,
         &negotiated.vhost.name,
         peer,
+        details,
         mailbox.clone(),
     );
     broker.connections.register(id, info);

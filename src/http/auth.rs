@@ -4,7 +4,9 @@
 //! interface, as over AMQP.
 
 use super::error::{ApiError, ApiResult};
+use crate::broker::metadata::permissions::Access;
 use crate::broker::metadata::users::User;
+use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
@@ -43,6 +45,38 @@ impl Authed {
     /// Whether the user may see this vhost.
     pub fn sees_vhost(&self, broker: &Broker, vhost: &str) -> bool {
         self.sees_all_vhosts() || broker.metadata.permissions(&self.0.name, vhost).is_some()
+    }
+
+    /// The vhost a request reads from: 404 if it does not exist or the user may not see it.
+    pub fn vhost(&self, broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
+        match broker.vhost(name) {
+            Some(v) if self.sees_vhost(broker, name) => Ok(v),
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    /// The vhost a request changes something in: RabbitMQ's `vhost_not_found` if it is missing.
+    pub fn vhost_to_change(&self, broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
+        broker.vhost(name).ok_or_else(ApiError::vhost_not_found)
+    }
+
+    /// Refuses, as RabbitMQ does (401 "Access refused."), an operation the user's permissions
+    /// in the vhost do not allow: the API acts with the user's AMQP permissions.
+    pub fn may(&self, broker: &Broker, vhost: &str, access: Access, name: &str) -> ApiResult<()> {
+        let name = if name.is_empty() { "amq.default" } else { name };
+        match broker.metadata.permissions(&self.0.name, vhost) {
+            Some(p) if p.allows(access, name) => Ok(()),
+            _ => Err(ApiError::not_authorised("Access refused.")),
+        }
+    }
+}
+
+/// An exchange name as a path carries it: the default exchange is `amq.default`.
+pub fn exchange_name(path: &str) -> &str {
+    if path == "amq.default" {
+        ""
+    } else {
+        path
     }
 }
 

@@ -3,13 +3,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub error: &'static str,
-    pub reason: String,
+    /// Mostly text; RabbitMQ answers some errors with a list (`["unknown", "x"]`).
+    pub reason: Value,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -32,11 +33,20 @@ impl ApiError {
         }
     }
 
+    /// A 400 whose reason is a JSON value rather than text.
+    pub fn bad_request_value(reason: Value) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "bad_request",
+            reason,
+        }
+    }
+
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             error: "bad_request",
-            reason: reason.into(),
+            reason: Value::String(reason.into()),
         }
     }
 
@@ -54,7 +64,7 @@ impl ApiError {
         Self {
             status: StatusCode::UNAUTHORIZED,
             error: "not_authorised",
-            reason: reason.into(),
+            reason: Value::String(reason.into()),
         }
     }
 
@@ -62,7 +72,7 @@ impl ApiError {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             error: "internal_server_error",
-            reason: reason.into(),
+            reason: Value::String(reason.into()),
         }
     }
 }
@@ -97,5 +107,22 @@ pub async fn flushed(broker: &crate::broker::Broker) -> ApiResult<()> {
     match broker.metadata.flush().await {
         true => Ok(()),
         false => Err(ApiError::internal("the store failed to keep the change")),
+    }
+}
+
+/// An AMQP exception from a broker operation, as RabbitMQ's API reports it: refusals are 401
+/// "Access refused.", a missing object 404, anything else 400 with the exception's text.
+impl From<crate::error::AmqpError> for ApiError {
+    fn from(e: crate::error::AmqpError) -> Self {
+        use warren_amqp::reply;
+        let text = match e.text.split_once(" - ") {
+            Some((_, rest)) => rest.to_owned(),
+            None => e.text.clone(),
+        };
+        match e.code {
+            reply::ACCESS_REFUSED => Self::not_authorised("Access refused."),
+            reply::NOT_FOUND => Self::not_found(),
+            _ => Self::bad_request(text),
+        }
     }
 }

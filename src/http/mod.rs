@@ -7,15 +7,24 @@
 //! in later steps.
 
 mod auth;
+mod bindings;
+mod connections;
+mod consumers;
 mod error;
+mod exchanges;
+mod list;
+mod messages;
 mod overview;
 mod permissions;
 mod policies;
+mod queues;
+mod time;
 mod users;
+mod values;
 mod vhosts;
 
 use crate::broker::Broker;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,6 +77,69 @@ pub fn router(broker: Arc<Broker>) -> Router {
                 .put(policies::put::<true>)
                 .delete(policies::delete::<true>),
         )
+        .route("/api/exchanges", get(exchanges::list))
+        .route("/api/exchanges/{vhost}", get(exchanges::list_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(exchanges::show)
+                .put(exchanges::put)
+                .delete(exchanges::delete),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/{side}",
+            get(bindings::of_exchange_as),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(messages::publish),
+        )
+        .route("/api/queues", get(queues::list))
+        .route("/api/queues/{vhost}", get(queues::list_vhost))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(queues::show).put(queues::put).delete(queues::delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/bindings",
+            get(bindings::of_queue),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            axum::routing::delete(queues::purge),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(messages::get))
+        .route("/api/queues/{vhost}/{name}/actions", post(queues::actions))
+        .route("/api/bindings", get(bindings::list))
+        .route("/api/bindings/{vhost}", get(bindings::list_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
+            get(bindings::list_between).post(bindings::create),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+            get(bindings::show).delete(bindings::delete),
+        )
+        .route("/api/connections", get(connections::list))
+        .route(
+            "/api/connections/{name}",
+            get(connections::show).delete(connections::close),
+        )
+        .route(
+            "/api/connections/{name}/channels",
+            get(connections::channels_of_connection),
+        )
+        .route("/api/channels", get(connections::channels))
+        .route("/api/channels/{name}", get(connections::channel))
+        .route(
+            "/api/vhosts/{vhost}/connections",
+            get(connections::of_vhost),
+        )
+        .route(
+            "/api/vhosts/{vhost}/channels",
+            get(connections::channels_of_vhost),
+        )
+        .route("/api/consumers", get(consumers::list))
+        .route("/api/consumers/{vhost}", get(consumers::list_vhost))
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(broker)
 }

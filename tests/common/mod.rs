@@ -10,6 +10,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use std::time::Duration;
 use warren::{Config, Server};
 
+pub mod api;
 pub mod durable;
 pub mod flows;
 pub mod panics;
@@ -175,4 +176,18 @@ pub async fn assert_no_delivery(consumer: &mut Consumer) {
             next.map(|d| String::from_utf8_lossy(&d.data).into_owned())
         );
     }
+}
+
+/// The error a server's connection.close brings to a lapin connection.
+pub fn closed_with(conn: &Connection) -> impl std::future::Future<Output = lapin::Error> + '_ {
+    let mut events = Box::pin(conn.events_listener());
+    within("the server's close", async move {
+        loop {
+            match events.next().await {
+                Some(lapin::Event::Error(e)) => return e,
+                Some(_) => continue,
+                None => panic!("the connection's events ended without an error"),
+            }
+        }
+    })
 }

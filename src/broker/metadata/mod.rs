@@ -493,6 +493,22 @@ impl Metadata {
         policies::queue_overrides(policy.as_deref(), operator.as_deref())
     }
 
+    /// The definition the policies that apply to a queue make together (management API).
+    pub fn queue_policy_definition(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let (policy, operator) = self.applying(vhost, Target::Queue, queue);
+        policies::effective_definition(policy.as_deref(), operator.as_deref())
+    }
+
+    /// The name of the policy that applies to an exchange, if any.
+    pub fn exchange_policy(&self, vhost: &str, exchange: &str) -> Option<String> {
+        let (policy, _) = self.applying(vhost, Target::Exchange, exchange);
+        Some(policy?.spec.name.clone())
+    }
+
     /// The alternate exchange the policy that applies to an exchange sets, if any.
     pub fn policy_alternate_exchange(&self, vhost: &str, exchange: &str) -> Option<String> {
         let (policy, _) = self.applying(vhost, Target::Exchange, exchange);

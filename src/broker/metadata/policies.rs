@@ -217,6 +217,32 @@ pub fn pick<'a>(
         .cloned()
 }
 
+/// The definition a policy and an operator policy make together, as the management API shows
+/// it: the policy's keys, with the operator policy's where it sets a lower limit or a key the
+/// policy does not.
+pub fn effective_definition(
+    policy: Option<&Policy>,
+    operator: Option<&Policy>,
+) -> serde_json::Map<String, Value> {
+    let mut merged = policy
+        .map(|p| p.spec.definition.clone())
+        .unwrap_or_default();
+    for (key, value) in operator
+        .map(|p| p.spec.definition.iter())
+        .into_iter()
+        .flatten()
+    {
+        let lower = match (merged.get(key).and_then(Value::as_u64), value.as_u64()) {
+            (Some(mine), Some(theirs)) => theirs < mine,
+            _ => true,
+        };
+        if lower {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    merged
+}
+
 /// What a policy and an operator policy set for a queue, the lower limit winning.
 pub fn queue_overrides(policy: Option<&Policy>, operator: Option<&Policy>) -> PolicyOverrides {
     let lower = |key: &str| {

@@ -46,12 +46,28 @@ pub enum ConnectionEvent {
     /// The broker closes the connection (its vhost or user was deleted): connection.close
     /// with this error.
     Close(crate::error::AmqpError),
+    /// The management API asks for the connection's channels.
+    Describe(tokio::sync::oneshot::Sender<Vec<ChannelView>>),
     /// A direct reply-to reply for the channel's reply consumer registered under `token`.
     Reply {
         channel: u16,
         token: Arc<str>,
         message: Arc<Message>,
     },
+}
+
+/// One channel as the management API shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelView {
+    pub number: u16,
+    pub prefetch_count: u32,
+    pub global_prefetch_count: u32,
+    pub consumer_count: usize,
+    pub unacked: usize,
+    pub unconfirmed: usize,
+    pub uncommitted: usize,
+    pub confirm: bool,
+    pub transactional: bool,
 }
 
 pub type Mailbox = mpsc::UnboundedSender<ConnectionEvent>;
@@ -106,6 +122,11 @@ impl Credit {
 
     pub fn used(&self) -> u32 {
         self.used.load(Ordering::Acquire)
+    }
+
+    /// The limit (0: none).
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
     }
 }
 

@@ -19,13 +19,16 @@ mod hooks;
 mod lane;
 mod paging;
 mod policy;
+mod snapshot;
 
 pub use args::{consumer_priority, Effective, Overflow, PolicyOverrides, QueueArgs};
 pub use consumer::{
-    ChannelGate, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox, TRANSIT_WINDOW,
+    ChannelGate, ChannelView, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox,
+    TRANSIT_WINDOW,
 };
 pub use hooks::{DeadLetter, DeadLetterSink, QueueHooks, Reason, TimerSink, Wake};
 pub use policy::TimerOutcome;
+pub use snapshot::QueueSnapshot;
 
 use super::message::{now_ms, Message, QueueEntry};
 use crate::error::{AmqpError, AmqpResult};

@@ -5,7 +5,7 @@ use super::equivalence::check_args_equivalent;
 use super::VHost;
 use crate::broker::exchange::dedup::ExchangeDedup;
 use crate::broker::exchange::{alternate, declared_type, Destination, Exchange, Flavour};
-use crate::broker::queue::{ConnectionId, Consumer};
+use crate::broker::queue::{ConnectionEvent, ConnectionId, Consumer};
 use crate::broker::queue::{Queue, QueueArgs};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
@@ -270,6 +270,19 @@ impl VHost {
             .remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
         self.unbind_everywhere(&Destination::Queue(queue.clone()));
         queue.delete()
+    }
+
+    /// Deletes a queue (queue.delete, the management API) and tells its consumers' connections,
+    /// which send basic.cancel to clients that understand it. Returns its message count.
+    pub fn delete_queue(&self, queue: &Arc<Queue>) -> u32 {
+        let (count, consumers) = self.remove_queue(queue);
+        for c in consumers {
+            let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
+        }
+        count
     }
 
     /// Deletes everything the vhost holds, for the vhost's own deletion: every queue (with its

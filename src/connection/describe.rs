@@ -1,0 +1,32 @@
+//! The connection's answer to the management API's question about its channels, given
+//! between frames from the connection's own state.
+
+use super::Connection;
+use crate::broker::connections::ChannelView;
+use crate::broker::queue::ChannelGate;
+
+impl Connection {
+    pub(super) fn describe(&self) -> Vec<ChannelView> {
+        let mut views: Vec<ChannelView> = self
+            .channels
+            .iter()
+            .map(|(number, ch)| ChannelView {
+                number: *number,
+                prefetch_count: ch.consumer_prefetch,
+                global_prefetch_count: global_prefetch(&ch.gate),
+                consumer_count: ch.consumers.len(),
+                unacked: ch.unacked.len(),
+                unconfirmed: ch.confirms.as_ref().map_or(0, |c| c.waiting.len()),
+                uncommitted: ch.tx.as_ref().map_or(0, Vec::len),
+                confirm: ch.confirms.is_some(),
+                transactional: ch.tx.is_some(),
+            })
+            .collect();
+        views.sort_by_key(|v| v.number);
+        views
+    }
+}
+
+fn global_prefetch(gate: &ChannelGate) -> u32 {
+    gate.prefetch.limit()
+}
