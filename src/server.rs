@@ -1,7 +1,7 @@
 //! The accept loop and graceful shutdown. `run` takes bound listeners, a configuration and a
 //! shutdown future, so the binary, tests and embedders all start Warren the same way.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Listener};
 use crate::config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +59,17 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let Listeners { amqp, http } = listeners;
+    let mut bound = vec![Listener {
+        protocol: "amqp",
+        addr: amqp_addr,
+    }];
+    if let Some(h) = &http {
+        bound.push(Listener {
+            protocol: "http",
+            addr: h.local_addr()?,
+        });
+    }
+    broker.set_listeners(bound);
     let api = match http {
         Some(listener) => {
             info!("management API on http://{}", listener.local_addr()?);

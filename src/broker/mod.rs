@@ -33,6 +33,13 @@ use tokio::sync::mpsc;
 use vhost::VHost;
 use warren_amqp::reply;
 
+/// A socket the server listens on, and the protocol it serves (`amqp`, `http`...).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub protocol: &'static str,
+    pub addr: std::net::SocketAddr,
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
@@ -45,6 +52,10 @@ pub struct Broker {
     failed_logins: AtomicU64,
     /// `warren@<host>`, as RabbitMQ names its nodes `rabbit@<host>`.
     node_name: String,
+    /// When the broker started, for the node's uptime.
+    started: std::time::Instant,
+    /// The sockets the server listens on, once it does (the management API shows them).
+    listeners: std::sync::OnceLock<Vec<Listener>>,
     /// What every queue of every vhost is connected to (dead-lettering, timers, memory).
     hooks: QueueHooks,
     next_connection_id: AtomicU64,
@@ -106,6 +117,8 @@ impl Broker {
             connections: connections::Connections::default(),
             failed_logins: AtomicU64::new(0),
             node_name: format!("warren@{}", host_name()),
+            started: std::time::Instant::now(),
+            listeners: std::sync::OnceLock::new(),
             hooks,
             next_connection_id: AtomicU64::new(1),
             store,
@@ -278,6 +291,20 @@ impl Broker {
     }
 
     /// The node's name, as the management API reports it.
+    /// Records the sockets the server listens on (once, when it starts serving).
+    pub fn set_listeners(&self, listeners: Vec<Listener>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        self.listeners.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Milliseconds since the broker started.
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     pub fn node_name(&self) -> &str {
         &self.node_name
     }

@@ -42,6 +42,14 @@ impl Authed {
         }
     }
 
+    /// Refuses unless the user may set policies and parameters (policymaker or administrator).
+    pub fn policymaker(&self) -> ApiResult<()> {
+        match self.0.has_tag("policymaker") || self.is_administrator() {
+            true => Ok(()),
+            false => Err(ApiError::not_authorised("Not policymaker user")),
+        }
+    }
+
     /// Whether the user may see this vhost.
     pub fn sees_vhost(&self, broker: &Broker, vhost: &str) -> bool {
         self.sees_all_vhosts() || broker.metadata.permissions(&self.0.name, vhost).is_some()

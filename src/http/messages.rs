@@ -20,7 +20,7 @@ use warren_amqp::{BasicProperties, ShortString};
 
 /// RabbitMQ's reply to a body without the keys an endpoint needs: an Erlang list of
 /// `{key_missing,K}`, broken over lines as Erlang prints a long term.
-fn require(body: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
+pub fn require(body: &Map<String, Value>, keys: &[&str]) -> ApiResult<()> {
     let missing: Vec<String> = keys
         .iter()
         .filter(|k| !body.contains_key(**k))

@@ -12,13 +12,18 @@ mod connections;
 mod consumers;
 mod error;
 mod exchanges;
+mod health;
+mod limits;
 mod list;
 mod messages;
+mod nodes;
 mod overview;
+mod parameters;
 mod permissions;
 mod policies;
 mod queues;
 mod time;
+mod topic_permissions;
 mod users;
 mod values;
 mod vhosts;
@@ -138,6 +143,93 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/api/vhosts/{vhost}/channels",
             get(connections::channels_of_vhost),
         )
+        .route("/api/users/bulk-delete", post(users::bulk_delete))
+        .route("/api/topic-permissions", get(topic_permissions::list))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(topic_permissions::show)
+                .put(topic_permissions::put)
+                .delete(topic_permissions::delete),
+        )
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(topic_permissions::of_user),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(topic_permissions::of_vhost),
+        )
+        .route("/api/vhost-limits", get(limits::vhosts))
+        .route("/api/vhost-limits/{vhost}", get(limits::of_vhost))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(limits::put_vhost).delete(limits::delete_vhost),
+        )
+        .route("/api/user-limits", get(limits::users))
+        .route("/api/user-limits/{user}", get(limits::of_user))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(limits::put_user).delete(limits::delete_user),
+        )
+        .route("/api/parameters", get(parameters::list))
+        .route("/api/parameters/{component}", get(parameters::of_component))
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(parameters::of_component_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameters::show)
+                .put(parameters::put)
+                .delete(parameters::delete),
+        )
+        .route("/api/global-parameters", get(parameters::globals))
+        .route(
+            "/api/global-parameters/{name}",
+            get(parameters::global)
+                .put(parameters::put_global)
+                .delete(parameters::delete_global),
+        )
+        .route(
+            "/api/cluster-name",
+            get(parameters::show_cluster_name).put(parameters::put_cluster_name),
+        )
+        .route("/api/nodes", get(nodes::list))
+        .route("/api/nodes/{name}", get(nodes::show))
+        .route("/api/extensions", get(nodes::extensions))
+        .route("/api/feature-flags", get(nodes::feature_flags))
+        .route("/api/health/checks/alarms", get(health::alarms))
+        .route("/api/health/checks/local-alarms", get(health::alarms))
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(health::virtual_hosts),
+        )
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(health::single_node),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health::single_node),
+        )
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(health::port_listener),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health::protocol_listener),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(health::certificate_expiration),
+        )
+        .route(
+            "/api/health/checks/ready-to-serve-clients",
+            get(health::ready_to_serve_clients),
+        )
+        .route("/api/healthchecks/node", get(health::alarms))
+        .route("/api/aliveness-test/{vhost}", get(health::aliveness))
         .route("/api/consumers", get(consumers::list))
         .route("/api/consumers/{vhost}", get(consumers::list_vhost))
         .fallback(|| async { error::ApiError::not_found() })

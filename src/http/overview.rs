@@ -30,7 +30,7 @@ pub async fn overview(State(broker): State<Arc<Broker>>, _user: Authed) -> Json<
         "rabbitmq_version": RABBITMQ_VERSION,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "cluster_name": node,
+        "cluster_name": super::parameters::cluster_name(&broker),
         "node": node,
         "object_totals": {
             "connections": broker.connections.count(),
@@ -43,11 +43,13 @@ pub async fn overview(State(broker): State<Arc<Broker>>, _user: Authed) -> Json<
             "messages_ready": ready,
             "messages_unacknowledged": unacked,
         },
-        "listeners": [
-            {"node": node, "protocol": "amqp", "ip_address": broker.config.bind.to_string(),
-             "port": broker.config.amqp_port},
-            {"node": node, "protocol": "http", "ip_address": broker.config.bind.to_string(),
-             "port": broker.config.http_port},
-        ],
+        "listeners": broker.listeners().iter().map(|l| json!({
+            "node": node,
+            "protocol": l.protocol,
+            "ip_address": l.addr.ip().to_string(),
+            "port": l.addr.port(),
+        })).collect::<Vec<_>>(),
+        "rates_mode": "basic",
+        "exchange_types": super::nodes::exchange_types(),
     }))
 }

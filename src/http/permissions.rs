@@ -10,8 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Full permissions for a user on a vhost (the creator of a vhost gets them).
@@ -80,13 +79,6 @@ pub async fn show(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
-struct PermissionBody {
-    configure: String,
-    write: String,
-    read: String,
-}
-
 pub async fn put(
     State(broker): State<Arc<Broker>>,
     user: Authed,
@@ -94,14 +86,19 @@ pub async fn put(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     user.administrator()?;
-    let body: PermissionBody = json_body(&body)?;
+    let body: Map<String, Value> = json_body(&body)?;
+    super::messages::require(&body, &["configure", "write", "read"])?;
+    let text = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+    if broker.metadata.vhost(&vhost).is_none() || broker.metadata.user(&name).is_none() {
+        return Err(ApiError::bad_request("vhost_or_user_not_found"));
+    }
     let existed = broker.metadata.permissions(&name, &vhost).is_some();
     let spec = PermissionSpec {
         user: name,
         vhost,
-        configure: body.configure,
-        write: body.write,
-        read: body.read,
+        configure: text("configure"),
+        write: text("write"),
+        read: text("read"),
     };
     broker.metadata.set_permissions(spec).map_err(|e| match e {
         MetaError::NoSuchUser(_) => ApiError::bad_request("no_such_user"),

@@ -80,14 +80,6 @@ struct PolicyBody {
     apply_to: ApplyTo,
 }
 
-/// Setting policies takes the policymaker or administrator tag.
-fn policymaker(user: &Authed) -> ApiResult<()> {
-    match user.0.has_tag("policymaker") || user.is_administrator() {
-        true => Ok(()),
-        false => Err(ApiError::not_authorised("Not policymaker user")),
-    }
-}
-
 pub async fn put<const OPERATOR: bool>(
     State(broker): State<Arc<Broker>>,
     user: Authed,
@@ -96,7 +88,7 @@ pub async fn put<const OPERATOR: bool>(
 ) -> ApiResult<StatusCode> {
     match OPERATOR {
         true => user.administrator()?,
-        false => policymaker(&user)?,
+        false => user.policymaker()?,
     }
     let body: PolicyBody = json_body(&body)?;
     if broker.metadata.vhost(&vhost).is_none() {
@@ -136,7 +128,7 @@ pub async fn delete<const OPERATOR: bool>(
 ) -> ApiResult<StatusCode> {
     match OPERATOR {
         true => user.administrator()?,
-        false => policymaker(&user)?,
+        false => user.policymaker()?,
     }
     if !broker.clear_policy(&vhost, &name, OPERATOR) {
         return Err(ApiError::not_found());

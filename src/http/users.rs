@@ -127,3 +127,37 @@ pub async fn delete(
     flushed(&broker).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /api/users/bulk-delete` with `{"users": [...]}`. As RabbitMQ, the users that exist
+/// are deleted even when one does not, which is then reported.
+pub async fn bulk_delete(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    user.administrator()?;
+    let body: serde_json::Map<String, Value> = json_body(&body)?;
+    super::messages::require(&body, &["users"])?;
+    let names: Vec<String> = body["users"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut missing = None;
+    for name in names {
+        if !broker.delete_user(&name) && missing.is_none() {
+            missing = Some(name);
+        }
+    }
+    flushed(&broker).await?;
+    match missing {
+        Some(name) => Err(ApiError::bad_request_value(serde_json::json!([
+            "no_such_user",
+            name
+        ]))),
+        None => Ok(StatusCode::NO_CONTENT),
+    }
+}

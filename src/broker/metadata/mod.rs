@@ -7,6 +7,7 @@
 //! across nodes. Reads take a read lock on a small map and clone what they return (an `Arc`
 //! for permissions, which connections keep); `generation` tells caches that something changed.
 
+pub mod parameters;
 pub mod password;
 pub mod permissions;
 pub mod policies;
@@ -108,6 +109,9 @@ struct State {
     /// (vhost, name) → policy, and operator policy.
     policies: BTreeMap<(String, String), Arc<Policy>>,
     operator_policies: BTreeMap<(String, String), Arc<Policy>>,
+    /// Global parameters by name, and runtime parameters by (vhost, component, name).
+    globals: BTreeMap<String, serde_json::Value>,
+    parameters: BTreeMap<(String, String, String), parameters::Parameter>,
 }
 
 impl State {
@@ -252,6 +256,7 @@ impl Metadata {
         }
         self.forget(VHOST, name.to_owned());
         state.drop_permissions(self, |vhost, _| vhost == name);
+        self.drop_parameters(&mut state, name);
         let state = &mut *state;
         for (kind, map) in [
             (POLICY, &mut state.policies),
@@ -556,6 +561,7 @@ impl State {
                 let p = TopicPermission::new(spec).map_err(|e| e.to_string())?;
                 self.topics.insert(key, Arc::new(p));
             }
+            parameters::GLOBAL_PARAMETER | parameters::PARAMETER => self.load_parameter(r)?,
             other => return Err(format!("unknown kind {:?}", other as char)),
         }
         Ok(())

@@ -1,0 +1,136 @@
+//! /api/nodes[/{name}] (the one node, with the fields monitoring tools and rabbitmqadmin
+//! read), /api/extensions and /api/feature-flags.
+
+use super::auth::Authed;
+use super::error::{ApiError, ApiResult};
+use crate::broker::exchange::ExchangeKind;
+use crate::broker::Broker;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub fn exchange_types() -> Value {
+    let described = |name: &str, description: &str| json!({"name": name, "description": description, "enabled": true});
+    let mut types: Vec<Value> = [
+        ExchangeKind::Direct,
+        ExchangeKind::Fanout,
+        ExchangeKind::Headers,
+        ExchangeKind::Topic,
+    ]
+    .iter()
+    .map(|k| {
+        described(
+            k.as_str(),
+            &format!(
+                "AMQP {} exchange, as per the AMQP specification",
+                k.as_str()
+            ),
+        )
+    })
+    .collect();
+    types.push(described("x-delayed-message", "Delayed Message Exchange."));
+    types.push(described(
+        "x-message-deduplication",
+        "Message Deduplication Exchange.",
+    ));
+    Value::Array(types)
+}
+
+pub fn node_json(broker: &Broker) -> Value {
+    let zero = json!({"rate": 0.0});
+    json!({
+        "name": broker.node_name(),
+        "type": "disc",
+        "running": true,
+        "being_drained": false,
+        "partitions": [],
+        "os_pid": std::process::id().to_string(),
+        "uptime": broker.uptime_ms(),
+        "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "run_queue": 0,
+        "rates_mode": "basic",
+        "mem_used": resident_bytes(),
+        "mem_used_details": zero,
+        "mem_limit": broker.config.paging_watermark,
+        "mem_alarm": false,
+        "mem_calculation_strategy": "rss",
+        "disk_free": 0,
+        "disk_free_details": zero,
+        "disk_free_limit": 50_000_000,
+        "disk_free_alarm": false,
+        "fd_used": open_files(),
+        "fd_total": 1_048_576,
+        "sockets_used": broker.connections.count(),
+        "sockets_total": 1_048_576,
+        "proc_used": 0,
+        "proc_total": 1_048_576,
+        "net_ticktime": 60,
+        "enabled_plugins": [],
+        "applications": [],
+        "contexts": [],
+        "config_files": [],
+        "log_files": ["<stdout>"],
+        "db_dir": broker.config.data_dir.display().to_string(),
+        "exchange_types": exchange_types(),
+        "auth_mechanisms": [
+            {"name": "PLAIN", "description": "SASL PLAIN authentication mechanism", "enabled": true},
+            {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},
+        ],
+        "cluster_links": [],
+    })
+}
+
+/// The process's resident memory, from /proc (0 where that is not available).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+pub async fn list(State(broker): State<Arc<Broker>>, _user: Authed) -> Json<Value> {
+    Json(json!([node_json(&broker)]))
+}
+
+pub async fn show(
+    State(broker): State<Arc<Broker>>,
+    _user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if name != broker.node_name() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(node_json(&broker)))
+}
+
+pub async fn extensions(_user: Authed) -> Json<Value> {
+    Json(json!([]))
+}
+
+/// The feature flags RabbitMQ 3.10 clients look for, all enabled: Warren has what they gate.
+pub async fn feature_flags(_user: Authed) -> Json<Value> {
+    let flag = |name: &str, desc: &str| {
+        json!({"name": name, "desc": desc, "doc_url": "", "state": "enabled",
+               "stability": "stable", "provided_by": "rabbit"})
+    };
+    Json(json!([
+        flag(
+            "implicit_default_bindings",
+            "Default bindings are now implicit, instead of being stored in the database"
+        ),
+        flag("maintenance_mode_status", "Maintenance mode status"),
+        flag(
+            "user_limits",
+            "Configure connection and channel limits for a user"
+        ),
+        flag(
+            "virtual_host_metadata",
+            "Virtual host metadata (description, tags, etc)"
+        ),
+    ]))
+}
