@@ -27,6 +27,9 @@ pub struct Config {
     pub close_linger: u64,
     pub queue_window: usize,
     pub paging_watermark: u64,
+    /// A definitions file (RabbitMQ's format) imported at every start, as RabbitMQ's
+    /// `load_definitions`.
+    pub load_definitions: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             close_linger: 30,
             queue_window: 2048,
             paging_watermark: 512 * 1024 * 1024,
+            load_definitions: None,
         }
     }
 }

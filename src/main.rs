@@ -35,6 +35,9 @@ struct Cli {
     /// The vhost created on first start.
     #[arg(long, env = "WARREN_DEFAULT_VHOST")]
     default_vhost: Option<String>,
+    /// A definitions file (RabbitMQ's format) to import at start.
+    #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
+    load_definitions: Option<PathBuf>,
     /// Print the default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -57,6 +60,9 @@ impl Cli {
         }
         if let Some(v) = self.bind {
             config.bind = v;
+        }
+        if let Some(v) = &self.load_definitions {
+            config.load_definitions = Some(v.clone());
         }
         for (value, setting) in [
             (&self.default_user, &mut config.default_user),

@@ -45,7 +45,31 @@ pub async fn open(config: Config) -> std::io::Result<Arc<Broker>> {
             data_dir.display()
         ))
     })?;
+    if let Some(path) = broker.config.load_definitions.clone() {
+        load_definitions(&broker, &path).await?;
+    }
     Ok(Arc::new(broker))
+}
+
+/// Imports a definitions file before clients are served; a file that cannot be read or
+/// imported stops the start, as in RabbitMQ.
+async fn load_definitions(broker: &Broker, path: &std::path::Path) -> std::io::Result<()> {
+    let failed = |e: String| {
+        std::io::Error::other(format!(
+            "cannot load definitions from {}: {e}",
+            path.display()
+        ))
+    };
+    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let defs = serde_json::from_slice(&text).map_err(|e| failed(e.to_string()))?;
+    broker
+        .import_definitions(defs, None)
+        .map_err(|e| failed(e.to_string()))?;
+    if !broker.metadata.flush().await {
+        return Err(failed("the store failed to keep them".into()));
+    }
+    info!("definitions loaded from {}", path.display());
+    Ok(())
 }
 
 /// Serves an opened broker until `shutdown` resolves.

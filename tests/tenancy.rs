@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
 use std::sync::Arc;
 use warren::broker::metadata::permissions::PermissionSpec;
 use warren::broker::metadata::users::User;
@@ -18,27 +17,6 @@ use warren::broker::Broker;
 
 fn broker_of(b: &TestBroker) -> &Arc<Broker> {
     &b.server.broker
-}
-
-fn uri(b: &TestBroker, user: &str, pass: &str, vhost: &str) -> String {
-    let vhost = vhost.replace('/', "%2F");
-    format!("amqp://{user}:{pass}@{}/{vhost}", b.addr())
-}
-
-async fn connect(b: &TestBroker, user: &str, pass: &str, vhost: &str) -> lapin::Result<Connection> {
-    within(
-        "connection.open",
-        Connection::connect(&uri(b, user, pass, vhost), ConnectionProperties::default()),
-    )
-    .await
-}
-
-async fn channel(b: &TestBroker, user: &str, pass: &str, vhost: &str) -> (Connection, Channel) {
-    let conn = connect(b, user, pass, vhost)
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects to {vhost}: {e}"));
-    let ch = conn.create_channel().await.expect("channel.open");
-    (conn, ch)
 }
 
 fn grant_all(b: &TestBroker, user: &str, vhost: &str) {
@@ -65,9 +43,9 @@ async fn a_user_exported_from_rabbitmq_logs_in_with_its_password() {
     let alice: User = serde_json::from_str(exported).unwrap();
     broker_of(&broker).metadata.put_user(alice);
     grant_all(&broker, "alice", "/");
-    let (_conn, ch) = channel(&broker, "alice", "s3cret", "/").await;
+    let (_conn, ch) = channel_as(&broker, "alice", "s3cret", "/").await;
     declare_queue(&ch, "alice-works").await;
-    let err = connect(&broker, "alice", "wrong", "/")
+    let err = connect_as(&broker, "alice", "wrong", "/")
         .await
         .expect_err("a wrong password is refused");
     assert_eq!(reply_code(&err), Some(403));
@@ -79,7 +57,7 @@ async fn a_user_without_permissions_on_a_vhost_is_refused_with_530() {
     broker_of(&broker)
         .metadata
         .put_user(User::new("bob", Some("pw"), Vec::new()));
-    let err = connect(&broker, "bob", "pw", "/")
+    let err = connect_as(&broker, "bob", "pw", "/")
         .await
         .expect_err("bob has no permissions on /");
     assert_eq!(reply_code(&err), Some(530));
@@ -88,7 +66,7 @@ async fn a_user_without_permissions_on_a_vhost_is_refused_with_530() {
         Some("NOT_ALLOWED - access to vhost '/' refused for user 'bob'")
     );
     grant_all(&broker, "bob", "/");
-    channel(&broker, "bob", "pw", "/").await;
+    channel_as(&broker, "bob", "pw", "/").await;
 }
 
 #[tokio::test]
@@ -96,8 +74,8 @@ async fn nothing_is_visible_across_vhosts() {
     let broker = TestBroker::start().await;
     broker_of(&broker).add_vhost(VhostRecord::named("shop"));
     grant_all(&broker, "guest", "shop");
-    let (_root, in_root) = channel(&broker, "guest", "guest", "/").await;
-    let (_shop, in_shop) = channel(&broker, "guest", "guest", "shop").await;
+    let (_root, in_root) = channel_as(&broker, "guest", "guest", "/").await;
+    let (_shop, in_shop) = channel_as(&broker, "guest", "guest", "shop").await;
     declare_queue(&in_root, "orders").await;
     declare_queue(&in_shop, "orders").await;
     publish(&in_shop, "", "orders", b"for the shop").await;
@@ -135,8 +113,8 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held
     let broker = TestBroker::start().await;
     broker_of(&broker).add_vhost(VhostRecord::named("temp"));
     grant_all(&broker, "guest", "temp");
-    let (_bystander, in_root) = channel(&broker, "guest", "guest", "/").await;
-    let (conn, ch) = channel(&broker, "guest", "guest", "temp").await;
+    let (_bystander, in_root) = channel_as(&broker, "guest", "guest", "/").await;
+    let (conn, ch) = channel_as(&broker, "guest", "guest", "temp").await;
     declare_queue(&ch, "doomed").await;
     publish(&ch, "", "doomed", b"gone with the vhost").await;
     assert_eq!(queue_counts(&ch, "doomed").await.0, 1);
@@ -148,7 +126,7 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held
         reply_text(&err).as_deref(),
         Some("CONNECTION_FORCED - vhost 'temp' is deleted")
     );
-    let err = connect(&broker, "guest", "guest", "temp")
+    let err = connect_as(&broker, "guest", "guest", "temp")
         .await
         .expect_err("the vhost is gone");
     assert_eq!(reply_code(&err), Some(530));
@@ -161,7 +139,7 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held
         .permissions("guest", "temp")
         .is_none());
     grant_all(&broker, "guest", "temp");
-    let (_again, ch) = channel(&broker, "guest", "guest", "temp").await;
+    let (_again, ch) = channel_as(&broker, "guest", "guest", "temp").await;
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -181,8 +159,8 @@ async fn deleting_a_user_closes_its_connections_with_320() {
         .metadata
         .put_user(User::new("carol", Some("pw"), Vec::new()));
     grant_all(&broker, "carol", "/");
-    let (_guest, in_root) = channel(&broker, "guest", "guest", "/").await;
-    let (conn, _ch) = channel(&broker, "carol", "pw", "/").await;
+    let (_guest, in_root) = channel_as(&broker, "guest", "guest", "/").await;
+    let (conn, _ch) = channel_as(&broker, "carol", "pw", "/").await;
     let closing = closed_with(&conn);
     assert!(broker_of(&broker).delete_user("carol"));
     let err = closing.await;
@@ -191,7 +169,7 @@ async fn deleting_a_user_closes_its_connections_with_320() {
         Some("CONNECTION_FORCED - user 'carol' is deleted")
     );
     assert_eq!(reply_code(&err), Some(320));
-    let err = connect(&broker, "carol", "pw", "/")
+    let err = connect_as(&broker, "carol", "pw", "/")
         .await
         .expect_err("carol is gone");
     assert_eq!(reply_code(&err), Some(403));
@@ -212,7 +190,7 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
             vec!["monitoring".into()],
         ));
         grant_all(&broker, "dave", "kept");
-        let (_c, ch) = channel(&broker, "dave", "pw", "kept").await;
+        let (_c, ch) = channel_as(&broker, "dave", "pw", "kept").await;
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -223,7 +201,7 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
         broker.server.stop().await.unwrap();
     }
     let broker = TestBroker::start_in(dir.path()).await;
-    let (_c, ch) = channel(&broker, "dave", "pw", "kept").await;
+    let (_c, ch) = channel_as(&broker, "dave", "pw", "kept").await;
     assert_eq!(queue_counts(&ch, "durable-in-kept").await, (0, 0));
     let metadata = &broker_of(&broker).metadata;
     assert_eq!(
@@ -241,16 +219,16 @@ async fn the_first_start_creates_the_configured_user_and_vhost() {
         c.default_vhost = "app".into();
     })
     .await;
-    let (_c, ch) = channel(&broker, "admin", "secret", "app").await;
+    let (_c, ch) = channel_as(&broker, "admin", "secret", "app").await;
     declare_queue(&ch, "in-app").await;
-    let err = connect(&broker, "admin", "secret", "/")
+    let err = connect_as(&broker, "admin", "secret", "/")
         .await
         .expect_err("only the configured vhost exists");
     assert_eq!(
         reply_text(&err).as_deref(),
         Some("NOT_ALLOWED - vhost / not found")
     );
-    let err = connect(&broker, "guest", "guest", "app")
+    let err = connect_as(&broker, "guest", "guest", "app")
         .await
         .expect_err("guest is not created when another default user is configured");
     assert_eq!(reply_code(&err), Some(403));

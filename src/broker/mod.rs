@@ -5,9 +5,11 @@
 pub mod connections;
 pub mod dead_letter;
 pub mod dedup;
+pub mod definitions;
 pub mod delayed;
 pub mod delivery;
 pub mod exchange;
+pub mod field_json;
 pub mod field_types;
 pub mod memory;
 pub mod message;

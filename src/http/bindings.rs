@@ -10,8 +10,8 @@
 use super::auth::{exchange_name, Authed};
 use super::error::{flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
-use super::values::{json_to_table, table_to_json};
 use crate::broker::exchange::{Binding, Destination, Exchange};
+use crate::broker::field_json::{json_to_table, table_to_json};
 use crate::broker::metadata::permissions::Access;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;

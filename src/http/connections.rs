@@ -5,8 +5,8 @@
 use super::auth::Authed;
 use super::error::{ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
-use super::values::table_to_json;
 use crate::broker::connections::{ChannelView, ConnectionInfo};
+use crate::broker::field_json::table_to_json;
 use crate::broker::queue::ConnectionId;
 use crate::broker::Broker;
 use crate::error::AmqpError;

@@ -4,7 +4,7 @@
 
 use super::auth::{exchange_name, Authed};
 use super::error::{flushed, json_body, ApiError, ApiResult};
-use super::values::{json_to_table, table_to_json};
+use crate::broker::field_json::{json_to_table, table_to_json};
 use crate::broker::message::QueueEntry;
 use crate::broker::metadata::permissions::Access;
 use crate::broker::Broker;

@@ -10,6 +10,7 @@ mod auth;
 mod bindings;
 mod connections;
 mod consumers;
+mod definitions;
 mod error;
 mod exchanges;
 mod health;
@@ -25,7 +26,6 @@ mod queues;
 mod time;
 mod topic_permissions;
 mod users;
-mod values;
 mod vhosts;
 
 use crate::broker::Broker;
@@ -230,6 +230,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/api/healthchecks/node", get(health::alarms))
         .route("/api/aliveness-test/{vhost}", get(health::aliveness))
+        .route(
+            "/api/definitions",
+            get(definitions::export).post(definitions::import_all),
+        )
+        .route(
+            "/api/definitions/{vhost}",
+            get(definitions::export_vhost).post(definitions::import_vhost),
+        )
         .route("/api/consumers", get(consumers::list))
         .route("/api/consumers/{vhost}", get(consumers::list_vhost))
         .fallback(|| async { error::ApiError::not_found() })

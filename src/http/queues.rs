@@ -7,7 +7,7 @@ use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
 use super::time::instant_text;
-use super::values::{json_to_table, table_to_json};
+use crate::broker::field_json::{json_to_table, table_to_json};
 use crate::broker::metadata::permissions::Access;
 use crate::broker::queue::{Queue, QueueSnapshot};
 use crate::broker::vhost::{QueueSpec, VHost};

@@ -3,7 +3,7 @@
 
 use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
-use crate::broker::metadata::users::parse_tags;
+use crate::broker::metadata::users::Tags;
 use crate::broker::metadata::VhostRecord;
 use crate::broker::Broker;
 use axum::body::Bytes;
@@ -57,23 +57,6 @@ pub async fn show(
     match broker.metadata.vhost(&name) {
         Some(v) if user.sees_vhost(&broker, &name) => Ok(Json(vhost_json(&broker, &v))),
         _ => Err(ApiError::not_found()),
-    }
-}
-
-/// Tags come as a comma-separated string or as a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Tags {
-    Text(String),
-    List(Vec<String>),
-}
-
-impl Tags {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Tags::Text(t) => parse_tags(&t),
-            Tags::List(l) => l,
-        }
     }
 }
 

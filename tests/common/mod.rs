@@ -14,6 +14,7 @@ pub mod api;
 pub mod durable;
 pub mod flows;
 pub mod panics;
+pub mod process;
 pub mod provoke;
 pub mod queues;
 pub mod raw;
@@ -190,4 +191,39 @@ pub fn closed_with(conn: &Connection) -> impl std::future::Future<Output = lapin
             }
         }
     })
+}
+
+/// A URI for `user` on `vhost`.
+pub fn uri_as(b: &TestBroker, user: &str, pass: &str, vhost: &str) -> String {
+    let vhost = vhost.replace('/', "%2F");
+    format!("amqp://{user}:{pass}@{}/{vhost}", b.addr())
+}
+
+pub async fn connect_as(
+    b: &TestBroker,
+    user: &str,
+    pass: &str,
+    vhost: &str,
+) -> lapin::Result<Connection> {
+    within(
+        "connection.open",
+        Connection::connect(
+            &uri_as(b, user, pass, vhost),
+            ConnectionProperties::default(),
+        ),
+    )
+    .await
+}
+
+pub async fn channel_as(
+    b: &TestBroker,
+    user: &str,
+    pass: &str,
+    vhost: &str,
+) -> (Connection, Channel) {
+    let conn = connect_as(b, user, pass, vhost)
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects to {vhost}: {e}"));
+    let ch = conn.create_channel().await.expect("channel.open");
+    (conn, ch)
 }

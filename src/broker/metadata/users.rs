@@ -53,6 +53,30 @@ impl User {
 }
 
 /// Tags as `rabbitmqctl set_user_tags` and the API take them: a comma-separated list.
+/// Tags as RabbitMQ accepts them: a comma-separated string (older definitions files, the API)
+/// or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Tags {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags::List(Vec::new())
+    }
+}
+
+impl Tags {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Tags::Text(t) => parse_tags(&t),
+            Tags::List(l) => l,
+        }
+    }
+}
+
 pub fn parse_tags(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)

@@ -1,4 +1,5 @@
-//! AMQP field values as JSON and back, as RabbitMQ's management API converts them: tables
+//! AMQP field values as JSON and back, as RabbitMQ's management API and definitions files
+//! convert them: tables
 //! become objects, arrays lists, binary base64 text; from JSON, integers become `long`,
 //! strings `longstr`, numbers with a fraction `double`, objects tables and lists arrays.
 
