@@ -512,6 +512,10 @@ async fn lists_page_sort_filter_and_prune_as_rabbitmq_does() {
     )
     .await;
     assert_eq!(found, json!([{"name": "delta"}, {"name": "beta"}]));
+    let (_, vhosts) = get(&broker, "/api/vhosts?page=1&page_size=1&columns=name").await;
+    assert_eq!(vhosts["items"], json!([{"name": "/"}]));
+    let (_, users) = get(&broker, "/api/users?name=gue&columns=name").await;
+    assert_eq!(users, json!([{"name": "guest"}]));
     let (_, found) = get(&broker, "/api/queues?name=[&use_regex=true").await;
     assert_eq!(found, json!([]));
     let (_, found) = get(&broker, "/api/queues?name=LTA&columns=name").await;

@@ -3,11 +3,12 @@
 
 use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::list::{self, DefaultSort, ListQuery};
 use crate::broker::metadata::password::Hashing;
 use crate::broker::metadata::users::{parse_tags, User};
 use crate::broker::Broker;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -28,10 +29,14 @@ pub async fn whoami(user: Authed) -> Json<Value> {
     Json(json!({"name": user.0.name, "tags": user.0.tags}))
 }
 
-pub async fn list(State(broker): State<Arc<Broker>>, user: Authed) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     user.administrator()?;
     let users: Vec<Value> = broker.metadata.users().iter().map(user_json).collect();
-    Ok(Json(Value::Array(users)))
+    list::reply(users, &query, DefaultSort::Name)
 }
 
 pub async fn show(

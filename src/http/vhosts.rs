@@ -3,11 +3,12 @@
 
 use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::list::{self, DefaultSort, ListQuery};
 use crate::broker::metadata::users::Tags;
 use crate::broker::metadata::VhostRecord;
 use crate::broker::Broker;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -38,7 +39,11 @@ pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
     })
 }
 
-pub async fn list(State(broker): State<Arc<Broker>>, user: Authed) -> Json<Value> {
+pub async fn list(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let visible: Vec<Value> = broker
         .metadata
         .vhosts()
@@ -46,7 +51,7 @@ pub async fn list(State(broker): State<Arc<Broker>>, user: Authed) -> Json<Value
         .filter(|v| user.sees_vhost(&broker, &v.name))
         .map(|v| vhost_json(&broker, v))
         .collect();
-    Json(Value::Array(visible))
+    list::reply(visible, &query, DefaultSort::Name)
 }
 
 pub async fn show(
