@@ -27,6 +27,8 @@ pub struct Config {
     pub close_linger: u64,
     pub queue_window: usize,
     pub paging_watermark: u64,
+    /// Milliseconds between statistics samples (RabbitMQ's `collect_statistics_interval`).
+    pub collect_statistics_interval: u64,
     /// A definitions file (RabbitMQ's format) imported at every start, as RabbitMQ's
     /// `load_definitions`.
     pub load_definitions: Option<PathBuf>,
@@ -51,6 +53,7 @@ impl Default for Config {
             close_linger: 30,
             queue_window: 2048,
             paging_watermark: 512 * 1024 * 1024,
+            collect_statistics_interval: 5000,
             load_definitions: None,
         }
     }
@@ -104,6 +107,11 @@ impl Config {
         if self.max_message_size == 0 || self.max_message_size > 512 * 1024 * 1024 {
             return Err(ConfigError::Invalid(
                 "max_message_size must be between 1 and 536870912".into(),
+            ));
+        }
+        if self.collect_statistics_interval < 10 {
+            return Err(ConfigError::Invalid(
+                "collect_statistics_interval must be at least 10 (milliseconds)".into(),
             ));
         }
         Ok(())

@@ -7,9 +7,10 @@
 
 pub use super::queue::ChannelView;
 use super::queue::{ConnectionEvent, ConnectionId, Mailbox};
+use super::stats::{self, Stats};
 use crate::error::AmqpError;
 use dashmap::DashMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,9 +28,9 @@ pub struct ConnectionInfo {
     mailbox: Mailbox,
 }
 
-/// What the management API shows of a connection beyond its user, vhost and peer; fixed once
-/// the handshake is done.
-#[derive(Debug, Clone)]
+/// What the management API shows of a connection beyond its user, vhost and peer: what the
+/// handshake settled, and the statistics of the connection and its channels.
+#[derive(Debug)]
 pub struct ConnectionDetails {
     /// The address the client connected to.
     pub local: SocketAddr,
@@ -40,6 +41,47 @@ pub struct ConnectionDetails {
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
+    /// Octets in and out, and the counts of channels that closed.
+    pub stats: Stats,
+    /// The open channels' statistics, by channel number. Changed as channels open and close.
+    pub channels: Mutex<BTreeMap<u16, Arc<Stats>>>,
+}
+
+impl ConnectionDetails {
+    /// A channel opens: its counters join the connection's.
+    pub fn open_channel(&self, number: u16) -> Arc<Stats> {
+        let stats = Arc::new(Stats::default());
+        self.channel_map().insert(number, stats.clone());
+        stats
+    }
+
+    /// A channel closes: its counts stay in the connection's totals.
+    pub fn close_channel(&self, number: u16) {
+        if let Some(stats) = self.channel_map().remove(&number) {
+            self.stats.counters.absorb(&stats.counters.read());
+        }
+    }
+
+    fn channel_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Arc<Stats>>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open channels' statistics.
+    pub fn channel_stats(&self) -> Vec<(u16, Arc<Stats>)> {
+        self.channel_map()
+            .iter()
+            .map(|(n, s)| (*n, s.clone()))
+            .collect()
+    }
+
+    /// The connection's counts: its own, its closed channels' and its open channels'.
+    pub fn totals(&self) -> stats::Counts {
+        self.channel_map()
+            .values()
+            .fold(self.stats.counters.read(), |acc, s| {
+                stats::sum(&acc, &s.counters.read())
+            })
+    }
 }
 
 impl ConnectionInfo {
@@ -47,14 +89,14 @@ impl ConnectionInfo {
         user: &str,
         vhost: &str,
         peer: SocketAddr,
-        details: ConnectionDetails,
+        details: Arc<ConnectionDetails>,
         mailbox: Mailbox,
     ) -> Self {
         Self {
             user: user.to_owned(),
             vhost: vhost.to_owned(),
             peer,
-            details: Arc::new(details),
+            details,
             mailbox,
         }
     }
@@ -86,6 +128,8 @@ pub struct Connections {
     /// Connections admitted per vhost and per user, and channels open per user. Changed
     /// only when connections and channels open and close, never per message.
     counts: Mutex<Counts>,
+    /// Connections and channels created and closed since the start.
+    pub churn: stats::Counters,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +200,7 @@ impl Connections {
         }
         *counts.channels.entry(user.to_owned()).or_default() += 1;
         *counts.per_connection.entry(connection).or_default() += 1;
+        self.churn.bump(stats::Stat::ChannelCreated);
         Ok(())
     }
 
@@ -176,6 +221,7 @@ impl Connections {
     /// Uncounts `n` channels of the user on a connection.
     pub fn close_channels(&self, user: &str, connection: ConnectionId, n: usize) {
         if n > 0 {
+            self.churn.add(stats::Stat::ChannelClosed, n as u64);
             let mut counts = self.counts();
             decrement(&mut counts.channels, user, n);
             if let Some(open) = counts.per_connection.get_mut(&connection) {
@@ -188,12 +234,14 @@ impl Connections {
     }
 
     pub fn register(&self, id: ConnectionId, info: ConnectionInfo) {
+        self.churn.bump(stats::Stat::ConnectionCreated);
         self.open.insert(id, info);
     }
 
     /// A registered connection ends: it leaves the registry and its admission is released.
     pub fn unregister(&self, id: ConnectionId) {
         if let Some((_, info)) = self.open.remove(&id) {
+            self.churn.bump(stats::Stat::ConnectionClosed);
             self.release(&info.user, &info.vhost);
         }
     }

@@ -18,7 +18,9 @@ pub mod publish;
 pub mod queue;
 mod recovery;
 pub mod reply_to;
+pub mod sampler;
 pub mod sender_selected;
+pub mod stats;
 pub mod timers;
 pub mod vhost;
 
@@ -68,6 +70,8 @@ pub struct Broker {
     pub held: delayed::HeldSink,
     /// Direct reply-to consumers, which any connection's replies may reach.
     pub reply_to: reply_to::ReplyTo,
+    /// The node's message totals, as the sampler last summed them, and their history.
+    pub stats: stats::Stats,
 }
 
 impl Broker {
@@ -127,6 +131,7 @@ impl Broker {
             services: Mutex::new(Some(services)),
             held,
             reply_to: reply_to::ReplyTo::default(),
+            stats: stats::Stats::default(),
         };
         broker.reconcile_vhosts();
         Ok(broker)
@@ -282,17 +287,23 @@ impl Broker {
         tokio::spawn(timers::run(services.timers, Arc::downgrade(self)));
         tokio::spawn(delayed::run(services.held, Arc::downgrade(self)));
         tokio::spawn(memory::trim_after_drains(services.memory));
+        let every = std::time::Duration::from_millis(self.config.collect_statistics_interval);
+        tokio::spawn(sampler::run(Arc::downgrade(self), every));
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
+    /// Every running vhost.
+    pub fn all_vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.iter().map(|v| v.value().clone()).collect()
+    }
+
     pub fn next_connection_id(&self) -> queue::ConnectionId {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The node's name, as the management API reports it.
     /// Records the sockets the server listens on (once, when it starts serving).
     pub fn set_listeners(&self, listeners: Vec<Listener>) {
         let _ = self.listeners.set(listeners);
@@ -307,6 +318,7 @@ impl Broker {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The node's name, as the management API reports it.
     pub fn node_name(&self) -> &str {
         &self.node_name
     }

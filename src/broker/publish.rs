@@ -80,6 +80,7 @@ impl Broker {
         let (mut scratch, mut queues) = (Vec::new(), Vec::new());
         vhost.route_keys(exchange, &input, &extra_keys, &mut scratch, &mut queues);
         let routed = !queues.is_empty();
+        exchange.count_publish(routed);
         let Enqueued { stored, .. } = enqueue(&self.store, message, &mut queues);
         Ok(Published { routed, stored })
     }

@@ -3,19 +3,21 @@
 
 use super::access::Resource;
 use super::channel::{
-    generated_consumer_tag, requeue_all, ChannelConsumer, ChannelState, Confirms, Publication,
-    TxOp, Unacked,
+    generated_consumer_tag, requeue_all, Channel, ChannelConsumer, ChannelState, Confirms,
+    Publication, TxOp, Unacked,
 };
 use super::Connection;
 use crate::broker::delayed;
 use crate::broker::delivery::{enqueue, Enqueued};
 use crate::broker::exchange::RoutingInput;
 use crate::broker::field_types;
+use crate::broker::message::QueueEntry;
 use crate::broker::message::{check_expiration, Message};
 use crate::broker::metadata::permissions::Access;
 use crate::broker::queue::{consumer_priority, Queue};
 use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
@@ -75,6 +77,7 @@ impl Connection {
             extra_keys,
         };
         let channel = self.channel(channel_id)?;
+        channel.stats.counters.bump(Stat::Publish);
         if let Some(ops) = &mut channel.tx {
             ops.push(TxOp::Publish(Box::new(publication)));
             return Ok(());
@@ -161,6 +164,7 @@ impl Connection {
             &mut self.routing_scratch,
             &mut self.routed,
         );
+        exchange.count_publish(!self.routed.is_empty());
         // Direct reply-to names are no queues: replies go out beside routing, and count as
         // unrouted for mandatory, as in RabbitMQ.
         let replies = exchange.name.as_str().is_empty()
@@ -177,6 +181,11 @@ impl Connection {
                 ));
                 self.send_replies(routing_key.as_str(), &extra_keys, &message);
             }
+            let unroutable = match mandatory {
+                true => Stat::ReturnUnroutable,
+                false => Stat::DropUnroutable,
+            };
+            self.count(channel_id, unroutable, 1);
             if mandatory {
                 let out = &mut self.io.output;
                 encode::basic_return(
@@ -294,6 +303,7 @@ impl Connection {
         self.check(Access::Read, Resource::Queue, name.as_str())?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let Some((entry, remaining)) = queue.get(!m.no_ack) else {
+            self.count(channel_id, Stat::GetEmpty, 1);
             self.io.send(
                 channel_id,
                 &AMQPClass::Basic(b::AMQPMethod::GetEmpty(b::GetEmpty {})),
@@ -302,6 +312,7 @@ impl Connection {
         };
         let frame_max = self.frame_max;
         let channel = self.channel(channel_id)?;
+        count_delivery(channel, &entry, Stat::Get, Stat::GetNoAck, m.no_ack);
         let tag = channel.next_tag();
         let msg = entry.message.clone();
         if !m.no_ack {
@@ -372,6 +383,9 @@ impl Connection {
         deliveries: Vec<Unacked>,
         requeue: Option<bool>,
     ) {
+        if requeue.is_none() {
+            self.count(channel_id, Stat::Ack, deliveries.len() as u64);
+        }
         if requeue == Some(true) {
             requeue_all(deliveries);
         } else {
@@ -519,6 +533,13 @@ impl Connection {
             queue.restore(entry, !consumer.no_ack);
             return;
         };
+        count_delivery(
+            channel,
+            &entry,
+            Stat::Deliver,
+            Stat::DeliverNoAck,
+            consumer.no_ack,
+        );
         let tag = channel.next_tag();
         let msg = entry.message.clone();
         let out = &mut self.io.output;
@@ -549,6 +570,16 @@ impl Connection {
         if consumer.take_starved() {
             queue.dispatch();
         }
+    }
+}
+
+/// Counts a message handed to a channel's client: with or without acknowledgement, and
+/// redelivered.
+fn count_delivery(channel: &Channel, entry: &QueueEntry, acked: Stat, unacked: Stat, no_ack: bool) {
+    let counters = &channel.stats.counters;
+    counters.bump(if no_ack { unacked } else { acked });
+    if entry.redelivered {
+        counters.bump(Stat::Redeliver);
     }
 }
 

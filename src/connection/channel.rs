@@ -6,6 +6,7 @@
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueueEntry;
 use crate::broker::queue::{ChannelGate, Consumer, Queue};
+use crate::broker::stats::Stats;
 use crate::error::{AmqpError, AmqpResult};
 use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -117,8 +118,10 @@ impl Confirms {
         }
     }
 
-    /// Writes acks (and nacks) for every publish decided since the last flush.
-    pub fn flush(&mut self, out: &mut BytesMut, channel: u16) {
+    /// Writes acks (and nacks) for every publish decided since the last flush; returns how
+    /// many publishes were acked or nacked.
+    pub fn flush(&mut self, out: &mut BytesMut, channel: u16) -> u64 {
+        let before = self.confirmed;
         let ready = self.waiting.first().map_or(self.next - 1, |w| w - 1);
         while self.confirmed < ready {
             let failed = self
@@ -137,6 +140,7 @@ impl Confirms {
                 self.confirmed = f;
             }
         }
+        self.confirmed - before
     }
 }
 
@@ -159,11 +163,14 @@ pub struct Channel {
     pub last_queue: Option<ShortString>,
     /// The channel's consumer of `amq.rabbitmq.reply-to`, if it has one.
     pub reply_consumer: Option<ReplyConsumer>,
+    /// Message counters, which the management API reads.
+    pub stats: Arc<Stats>,
 }
 
 impl Channel {
-    pub fn new() -> Self {
+    pub fn new(stats: Arc<Stats>) -> Self {
         Self {
+            stats,
             state: ChannelState::Open,
             assembler: CommandAssembler::new(),
             gate: Arc::new(ChannelGate::new()),
@@ -258,7 +265,7 @@ mod tests {
             Bytes::new(),
             Bytes::new(),
         );
-        let mut ch = Channel::new();
+        let mut ch = Channel::new(Arc::default());
         for &tag in tags {
             let entry = QueueEntry::new(tag, message.clone());
             ch.unacked.push_back(Unacked {

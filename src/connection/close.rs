@@ -156,6 +156,9 @@ impl Connection {
             self.close_channel(id);
         }
         let open = self.channels.len();
+        for id in self.channels.keys() {
+            self.details.close_channel(*id);
+        }
         self.channels.clear();
         self.broker
             .connections

@@ -4,8 +4,16 @@
 use super::Connection;
 use crate::broker::connections::ChannelView;
 use crate::broker::queue::ChannelGate;
+use crate::broker::stats::Stat;
 
 impl Connection {
+    /// Adds to one of a channel's counters (nothing if the channel is gone).
+    pub(super) fn count(&self, channel_id: u16, stat: Stat, n: u64) {
+        if let Some(ch) = self.channels.get(&channel_id) {
+            ch.stats.counters.add(stat, n);
+        }
+    }
+
     pub(super) fn describe(&self) -> Vec<ChannelView> {
         let mut views: Vec<ChannelView> = self
             .channels

@@ -203,7 +203,8 @@ impl Connection {
                     self.fail(0, e);
                     return;
                 }
-                self.channels.insert(frame.channel, Channel::new());
+                let stats = self.details.open_channel(frame.channel);
+                self.channels.insert(frame.channel, Channel::new(stats));
                 self.io.send(
                     frame.channel,
                     &AMQPClass::Channel(ch::AMQPMethod::OpenOk(ch::OpenOk {})),

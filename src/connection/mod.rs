@@ -19,6 +19,7 @@ mod tx;
 use crate::broker::connections::{ConnectionDetails, ConnectionInfo};
 use crate::broker::queue::Queue;
 use crate::broker::queue::{ConnectionEvent, ConnectionId};
+use crate::broker::stats::Stat;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -73,7 +74,7 @@ pub async fn serve(
     };
     info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
     let (mailbox, events) = mpsc::unbounded_channel();
-    let details = ConnectionDetails {
+    let details = Arc::new(ConnectionDetails {
         local,
         client_properties: negotiated.client_properties,
         connected_at: crate::broker::message::now_ms(),
@@ -81,18 +82,21 @@ pub async fn serve(
         frame_max: negotiated.frame_max,
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
-    };
+        stats: Default::default(),
+        channels: Default::default(),
+    });
     let info = ConnectionInfo::new(
         &negotiated.user,
         &negotiated.vhost.name,
         peer,
-        details,
+        details.clone(),
         mailbox.clone(),
     );
     broker.connections.register(id, info);
     let mut connection = Connection {
         id,
         peer,
+        details,
         broker,
         vhost: negotiated.vhost,
         io,
@@ -118,6 +122,9 @@ pub async fn serve(
     let mut events = events;
     let end = connection.run(&mut events, shutdown.clone()).await;
     connection.broker.connections.unregister(id);
+    // Its counts stay in the vhost's totals.
+    let totals = connection.details.totals();
+    connection.vhost.stats.counters.absorb(&totals);
     connection.cleanup(&mut events);
     match end {
         Ok(Closed::ByClient(reason)) => {
@@ -221,6 +228,8 @@ pub(crate) enum ConnectionEnd {
 pub(crate) struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
+    /// What the management API reads of this connection, its statistics among them.
+    details: Arc<ConnectionDetails>,
     broker: Arc<Broker>,
     vhost: Arc<VHost>,
     io: Io,
@@ -276,7 +285,7 @@ impl Connection {
                     self.send_connection_close();
                 }
                 written = self.io.writer.write_buf(&mut self.io.output), if !self.io.output.is_empty() => {
-                    written?;
+                    self.details.stats.counters.add(Stat::SendOct, written? as u64);
                     wrote_since_tick = true;
                 }
                 _ = store.relieved(), if congested => {
@@ -287,9 +296,11 @@ impl Connection {
                     last_read = Instant::now();
                 }
                 read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested && flow.is_none() => {
-                    if read? == 0 {
+                    let read = read?;
+                    if read == 0 {
                         return Err(ConnectionEnd::Eof);
                     }
+                    self.details.stats.counters.add(Stat::RecvOct, read as u64);
                     last_read = Instant::now();
                     if let Some(reason) = self.on_input()? {
                         self.io.flush().await?;

@@ -4,6 +4,7 @@
 use super::channel::{Confirms, TxOp};
 use super::Connection;
 use crate::broker::queue::ConnectionEvent;
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use warren_amqp::protocol::{confirm as cf, tx};
@@ -14,7 +15,8 @@ impl Connection {
     pub(super) fn flush_confirms(&mut self) {
         for (id, channel) in self.channels.iter_mut() {
             if let Some(confirms) = &mut channel.confirms {
-                confirms.flush(&mut self.io.output, *id);
+                let confirmed = confirms.flush(&mut self.io.output, *id);
+                channel.stats.counters.add(Stat::Confirm, confirmed);
             }
         }
     }

@@ -5,9 +5,11 @@
 use super::auth::Authed;
 use super::error::{ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
+use super::stats::{self, Ages};
 use crate::broker::connections::{ChannelView, ConnectionInfo};
 use crate::broker::field_json::table_to_json;
 use crate::broker::queue::ConnectionId;
+use crate::broker::stats::Stat;
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use axum::extract::{Path, Query, State};
@@ -28,7 +30,6 @@ fn connection_json(broker: &Broker, id: ConnectionId, c: &ConnectionInfo) -> Val
         Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
         _ => None,
     };
-    let zero = json!({"rate": 0.0});
     json!({
         "name": c.name(),
         "node": broker.node_name(),
@@ -52,8 +53,11 @@ fn connection_json(broker: &Broker, id: ConnectionId, c: &ConnectionInfo) -> Val
         "ssl": false,
         "ssl_protocol": null, "ssl_cipher": null, "ssl_hash": null, "ssl_key_exchange": null,
         "peer_cert_issuer": null, "peer_cert_subject": null, "peer_cert_validity": null,
-        "recv_oct": 0, "recv_oct_details": zero, "recv_cnt": 0,
-        "send_oct": 0, "send_oct_details": zero, "send_cnt": 0, "send_pend": 0,
+        "recv_oct": d.stats.counters.get(Stat::RecvOct),
+        "recv_oct_details": stats::octet_details(&d.stats.series, Stat::RecvOct),
+        "send_oct": d.stats.counters.get(Stat::SendOct),
+        "send_oct_details": stats::octet_details(&d.stats.series, Stat::SendOct),
+        "recv_cnt": 0, "send_cnt": 0, "send_pend": 0,
     })
 }
 
@@ -135,7 +139,21 @@ pub async fn close(
 
 fn channel_json(broker: &Broker, c: &ConnectionInfo, ch: &ChannelView) -> Value {
     let name = c.name();
+    let counters = c
+        .details
+        .channel_stats()
+        .into_iter()
+        .find(|(n, _)| *n == ch.number)
+        .map(|(_, s)| {
+            stats::message_stats(
+                &s.counters.read(),
+                &s.series,
+                stats::CHANNEL,
+                &Ages::default(),
+            )
+        });
     json!({
+        "message_stats": counters.unwrap_or_else(|| json!({})),
         "name": format!("{name} ({})", ch.number),
         "number": ch.number,
         "node": broker.node_name(),

@@ -5,6 +5,7 @@
 use super::auth::{exchange_name, Authed};
 use super::error::{flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
+use super::stats::{self, Ages};
 use crate::broker::exchange::{declared_type, Exchange};
 use crate::broker::field_json::{json_to_table, table_to_json};
 use crate::broker::metadata::permissions::Access;
@@ -29,6 +30,12 @@ pub fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "auto_delete": x.auto_delete,
         "internal": x.internal,
         "arguments": table_to_json(&x.arguments),
+        "message_stats": stats::message_stats(
+            &x.stats.counters.read(),
+            &x.stats.series,
+            stats::EXCHANGE,
+            &Ages::default(),
+        ),
     })
 }
 

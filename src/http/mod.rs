@@ -23,6 +23,7 @@ mod parameters;
 mod permissions;
 mod policies;
 mod queues;
+mod stats;
 mod time;
 mod topic_permissions;
 mod users;

@@ -6,6 +6,7 @@
 use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
+use super::stats::{self, Ages};
 use super::time::instant_text;
 use crate::broker::field_json::{json_to_table, table_to_json};
 use crate::broker::metadata::permissions::Access;
@@ -21,19 +22,14 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A rate, until statistics are sampled.
-fn zero_rate() -> Value {
-    json!({"rate": 0.0})
-}
-
 /// A queue as RabbitMQ lists it.
-pub fn queue_json(broker: &Broker, q: &Queue) -> Value {
+pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
     let s = q.snapshot();
     let ready_ram = s.ready - s.paged_out;
     let definition = broker
         .metadata
         .queue_policy_definition(&q.vhost, q.name.as_str());
-    json!({
+    let mut v = json!({
         "name": q.name.as_str(),
         "vhost": q.vhost,
         "type": "classic",
@@ -56,11 +52,8 @@ pub fn queue_json(broker: &Broker, q: &Queue) -> Value {
         "recoverable_slaves": Value::Null,
         "memory": memory_estimate(&s),
         "messages": s.ready + s.unacked,
-        "messages_details": zero_rate(),
         "messages_ready": s.ready,
-        "messages_ready_details": zero_rate(),
         "messages_unacknowledged": s.unacked,
-        "messages_unacknowledged_details": zero_rate(),
         "messages_ram": ready_ram + s.unacked,
         "messages_ready_ram": ready_ram,
         "messages_unacknowledged_ram": s.unacked,
@@ -72,7 +65,19 @@ pub fn queue_json(broker: &Broker, q: &Queue) -> Value {
         "message_bytes_paged_out": 0,
         "message_bytes_persistent": 0,
         "messages_persistent": 0,
-    })
+        "message_stats": stats::message_stats(
+            &q.stats.counters.read(),
+            &q.stats.series,
+            stats::QUEUE,
+            ages,
+        ),
+    });
+    if let Some(o) = v.as_object_mut() {
+        for (name, details) in stats::length_details(&q.stats.series, ages) {
+            o.insert(name.into(), details);
+        }
+    }
+    v
 }
 
 /// Bytes the queue holds in memory: its share of message bodies not paged out, and a small
@@ -85,11 +90,11 @@ fn memory_estimate(s: &QueueSnapshot) -> u64 {
     in_memory + 2048 + 512 * s.consumers.len() as u64
 }
 
-fn of_vhost(broker: &Broker, vhost: &VHost) -> Vec<Value> {
+fn of_vhost(broker: &Broker, vhost: &VHost, ages: &Ages) -> Vec<Value> {
     vhost
         .queues()
         .iter()
-        .map(|q| queue_json(broker, q))
+        .map(|q| queue_json(broker, q, ages))
         .collect()
 }
 
@@ -97,11 +102,12 @@ pub async fn list(
     State(broker): State<Arc<Broker>>,
     user: Authed,
     Query(query): Query<ListQuery>,
+    Query(ages): Query<Ages>,
 ) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
     for record in broker.metadata.vhosts() {
         if let Ok(vhost) = user.vhost(&broker, &record.name) {
-            items.extend(of_vhost(&broker, &vhost));
+            items.extend(of_vhost(&broker, &vhost, &ages));
         }
     }
     list::reply(items, &query, DefaultSort::VhostName)
@@ -112,19 +118,25 @@ pub async fn list_vhost(
     user: Authed,
     Path(vhost): Path<String>,
     Query(query): Query<ListQuery>,
+    Query(ages): Query<Ages>,
 ) -> ApiResult<Json<Value>> {
     let vhost = user.vhost(&broker, &vhost)?;
-    list::reply(of_vhost(&broker, &vhost), &query, DefaultSort::VhostName)
+    list::reply(
+        of_vhost(&broker, &vhost, &ages),
+        &query,
+        DefaultSort::VhostName,
+    )
 }
 
 pub async fn show(
     State(broker): State<Arc<Broker>>,
     user: Authed,
     Path((vhost, name)): Path<(String, String)>,
+    Query(ages): Query<Ages>,
 ) -> ApiResult<Json<Value>> {
     let vhost = user.vhost(&broker, &vhost)?;
     let q = vhost.queue(&name)?;
-    let mut v = queue_json(&broker, &q);
+    let mut v = queue_json(&broker, &q, &ages);
     if let Some(o) = v.as_object_mut() {
         let consumers: Vec<Value> = q
             .snapshot()

@@ -4,8 +4,10 @@
 use super::auth::Authed;
 use super::error::{flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
+use super::stats::{self, Ages};
 use crate::broker::metadata::users::Tags;
 use crate::broker::metadata::VhostRecord;
+use crate::broker::sampler;
 use crate::broker::Broker;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,14 +20,16 @@ use std::sync::Arc;
 /// A vhost as RabbitMQ shows it (without the rates, which come with statistics).
 pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
     let (mut ready, mut unacked) = (0u64, 0u64);
-    if let Some(vhost) = broker.vhost(&record.name) {
+    let vhost = broker.vhost(&record.name);
+    if let Some(vhost) = &vhost {
         for q in vhost.queues() {
-            ready += u64::from(q.message_count());
-            unacked += q.unacked_count() as u64;
+            let (r, u) = q.lengths();
+            ready += r;
+            unacked += u;
         }
     }
     let node = broker.node_name();
-    json!({
+    let mut v = json!({
         "name": record.name,
         "description": record.description,
         "tags": record.tags,
@@ -36,7 +40,18 @@ pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
-    })
+    });
+    if let (Some(vhost), Some(o)) = (&vhost, v.as_object_mut()) {
+        let totals = sampler::vhost_totals(broker, vhost);
+        let ages = Ages::default();
+        let message_stats =
+            stats::message_stats(&totals, &vhost.stats.series, stats::CHANNEL, &ages);
+        o.insert("message_stats".into(), message_stats);
+        for (name, details) in stats::length_details(&vhost.stats.series, &ages) {
+            o.insert(name.into(), details);
+        }
+    }
+    v
 }
 
 pub async fn list(

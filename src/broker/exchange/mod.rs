@@ -177,6 +177,8 @@ pub struct Exchange {
     /// LavinMQ's `x-message-deduplication` argument).
     dedup: Option<dedup::ExchangeDedup>,
     table: RwLock<Box<dyn BindingTable>>,
+    /// publish_in and publish_out, and their samples, for the management API.
+    pub stats: crate::broker::stats::Stats,
 }
 
 impl Exchange {
@@ -200,6 +202,7 @@ impl Exchange {
             dedup: None,
             arguments,
             table: RwLock::new(kind.new_table()),
+            stats: Default::default(),
         }
     }
 
@@ -209,6 +212,16 @@ impl Exchange {
         self.flavour = flavour;
         self.dedup = dedup;
         self
+    }
+
+    /// Counts a message published to the exchange, and whether it was routed out of it.
+    #[inline]
+    pub fn count_publish(&self, routed: bool) {
+        use crate::broker::stats::Stat;
+        self.stats.counters.bump(Stat::PublishIn);
+        if routed {
+            self.stats.counters.bump(Stat::PublishOut);
+        }
     }
 
     /// The alternate exchange, if it has one.

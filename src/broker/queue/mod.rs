@@ -31,6 +31,7 @@ pub use policy::TimerOutcome;
 pub use snapshot::QueueSnapshot;
 
 use super::message::{now_ms, Message, QueueEntry};
+use crate::broker::stats::{Stat, Stats};
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::EntryRange;
 use crate::store::{EntryRecord, StoreHandle, StoreOp};
@@ -63,6 +64,8 @@ pub struct Queue {
     hooks: Option<QueueHooks>,
     /// Whether publishers should pause for the consumers to catch up.
     pub flow: flow::Flow,
+    /// Message counters and their samples, for the management API.
+    pub stats: Stats,
     state: Mutex<QueueState>,
 }
 
@@ -151,6 +154,7 @@ impl Queue {
             storage: None,
             hooks: None,
             flow: flow::Flow::default(),
+            stats: Stats::default(),
             state: Mutex::new(state),
         }
     }
@@ -273,6 +277,7 @@ impl Queue {
             // A duplicate: accepted (the publisher's confirm is an ack) and dropped.
             return PublishOutcome::Duplicate;
         }
+        self.stats.counters.bump(Stat::Publish);
         let seq = state.next_seq;
         state.next_seq += 1;
         let mut entry = QueueEntry::new(seq, message);
@@ -342,6 +347,7 @@ impl Queue {
                 state.last_used = Instant::now();
                 self.schedule_unused(&mut state);
                 if let Some(entry) = self.pop_live(&mut state) {
+                    self.count_delivery(&entry, Stat::Get, Stat::GetNoAck, !ack);
                     if ack {
                         state.unacked += 1;
                         self.mark_delivered(&entry);
@@ -413,6 +419,18 @@ impl Queue {
             }
         }
         state.unacked = state.unacked.saturating_sub(count);
+        if !rejected {
+            self.stats.counters.add(Stat::Ack, count as u64);
+        }
+    }
+
+    /// Counts a message handed out: with or without acknowledgement, and redelivered.
+    fn count_delivery(&self, entry: &QueueEntry, acked: Stat, unacked: Stat, no_ack: bool) {
+        let counters = &self.stats.counters;
+        counters.bump(if no_ack { unacked } else { acked });
+        if entry.redelivered {
+            counters.bump(Stat::Redeliver);
+        }
     }
 
     /// Delivers ready messages to consumers with credit.
@@ -442,6 +460,7 @@ impl Queue {
             state.lanes[usize::from(entry.lane)].insert_sorted(entry);
             return;
         }
+        self.count_delivery(&entry, Stat::Deliver, Stat::DeliverNoAck, consumer.no_ack);
         if consumer.no_ack {
             // Delivered without acknowledgement: gone from the queue once sent.
             self.forget(state, &entry, false);

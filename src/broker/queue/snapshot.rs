@@ -20,6 +20,12 @@ pub struct QueueSnapshot {
 }
 
 impl Queue {
+    /// Messages ready and unacknowledged, read together.
+    pub fn lengths(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.len(), state.unacked as u64)
+    }
+
     pub fn snapshot(&self) -> QueueSnapshot {
         let state = self.state();
         QueueSnapshot {

@@ -7,6 +7,7 @@ use crate::broker::exchange::dedup::ExchangeDedup;
 use crate::broker::exchange::{alternate, declared_type, Destination, Exchange, Flavour};
 use crate::broker::queue::{ConnectionEvent, ConnectionId, Consumer};
 use crate::broker::queue::{Queue, QueueArgs};
+use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
 use std::sync::Arc;
@@ -171,6 +172,7 @@ impl VHost {
         }
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
+        self.stats.counters.bump(Stat::QueueDeclared);
 
         // Counted before the entry is taken: the map's length locks every shard.
         let max = self.max_queues.load(std::sync::atomic::Ordering::Relaxed);
@@ -216,6 +218,7 @@ impl VHost {
                     }));
                 }
                 q = q.with_storage(self.store.clone(), id, self.queue_window);
+                self.stats.counters.bump(Stat::QueueCreated);
                 let q = v.insert(Arc::new(q)).clone();
                 q.arm_timers();
                 return Ok(q);
@@ -266,8 +269,12 @@ impl VHost {
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, explicit delete).
     pub fn remove_queue(&self, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
-        self.queues
+        let removed = self
+            .queues
             .remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
+        if removed.is_some() {
+            self.stats.counters.bump(Stat::QueueDeleted);
+        }
         self.unbind_everywhere(&Destination::Queue(queue.clone()));
         queue.delete()
     }

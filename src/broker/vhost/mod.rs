@@ -38,6 +38,9 @@ pub struct VHost {
     /// Where policies are looked up, once the broker's metadata exists (recovery restores
     /// queues before it does; the broker then applies policies to them all).
     metadata: OnceLock<Arc<Metadata>>,
+    /// The counts of connections that closed, and the vhost's samples (its totals are these
+    /// counts plus its open connections').
+    pub stats: crate::broker::stats::Stats,
 }
 
 impl VHost {
@@ -56,6 +59,7 @@ impl VHost {
             hooks,
             max_queues: AtomicUsize::new(usize::MAX),
             metadata: OnceLock::new(),
+            stats: Default::default(),
         };
         let standard = [
             ("", ExchangeKind::Direct),
