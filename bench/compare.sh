@@ -38,6 +38,7 @@ SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6 S7 S8 S9 S10 S11"}
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 RABBIT_PORT=${RABBIT_PORT:-5673}
 WARREN_PORT=${WARREN_PORT:-5690}
+WARREN_PROMETHEUS_PORT=${WARREN_PROMETHEUS_PORT:-15693}
 WARREN_HTTP_PORT=${WARREN_HTTP_PORT:-15690}
 PERF_TIMEOUT=${PERF_TIMEOUT:-600}
 RABBIT_FRESH=${RABBIT_FRESH:-"S8 S9"}
@@ -136,7 +137,7 @@ WARREN_DATA=""
 
 start_warren() {
     WARREN_DATA=$(mktemp -d /tmp/warren-bench.XXXXXX)
-    "$WARREN" --amqp-port "$WARREN_PORT" --http-port "$WARREN_HTTP_PORT" \
+    "$WARREN" --amqp-port "$WARREN_PORT" --http-port "$WARREN_HTTP_PORT" --prometheus-port "$WARREN_PROMETHEUS_PORT" \
         --data-dir "$WARREN_DATA" --bind 127.0.0.1 >>"$OUT/warren.log" 2>&1 &
     WARREN_PID=$!
     for _ in $(seq 100); do

@@ -47,6 +47,7 @@ OUT=${OUT:-bench/results/durability-$(date -u +%Y%m%dT%H%M%SZ)}
 RABBIT_PORT=${RABBIT_PORT:-5673}
 RABBIT_NODE=${RABBIT_NODE:-warren-durability}
 WARREN_PORT=${WARREN_PORT:-5691}
+WARREN_PROMETHEUS_PORT=${WARREN_PROMETHEUS_PORT:-15694}
 WARREN_HTTP_PORT=${WARREN_HTTP_PORT:-15691}
 PERF_TIMEOUT=${PERF_TIMEOUT:-2400}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
@@ -210,7 +211,7 @@ WARREN_LOG=""
 # warren_start [T0_FILE]: starts Warren on WARREN_DATA, logging to WARREN_LOG.
 warren_start() {
     [[ -z ${1:-} ]] || now >"$1"
-    "$WARREN" --amqp-port "$WARREN_PORT" --http-port "$WARREN_HTTP_PORT" \
+    "$WARREN" --amqp-port "$WARREN_PORT" --http-port "$WARREN_HTTP_PORT" --prometheus-port "$WARREN_PROMETHEUS_PORT" \
         --data-dir "$WARREN_DATA" --bind 127.0.0.1 >>"$WARREN_LOG" 2>&1 &
     WARREN_PID=$!
     echo "$WARREN_PID" >"$WORK/warren.pid"

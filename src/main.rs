@@ -23,6 +23,9 @@ struct Cli {
     /// Management HTTP port.
     #[arg(long, env = "WARREN_HTTP_PORT")]
     http_port: Option<u16>,
+    /// Prometheus metrics port.
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
+    prometheus_port: Option<u16>,
     /// Address to listen on.
     #[arg(long, env = "WARREN_BIND")]
     bind: Option<IpAddr>,
@@ -57,6 +60,9 @@ impl Cli {
         }
         if let Some(v) = self.http_port {
             config.http_port = v;
+        }
+        if let Some(v) = self.prometheus_port {
+            config.prometheus_port = v;
         }
         if let Some(v) = self.bind {
             config.bind = v;
@@ -118,27 +124,26 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> std::io::Result<()> {
-    let amqp = tokio::net::TcpListener::bind((config.bind, config.amqp_port))
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}:{}: {e}", config.bind, config.amqp_port),
-            )
-        })?;
-    let http = tokio::net::TcpListener::bind((config.bind, config.http_port))
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}:{}: {e}", config.bind, config.http_port),
-            )
-        })?;
+    let amqp = bind(&config, config.amqp_port).await?;
+    let http = bind(&config, config.http_port).await?;
+    let prometheus = bind(&config, config.prometheus_port).await?;
     let listeners = Listeners {
         amqp,
         http: Some(http),
+        prometheus: Some(prometheus),
     };
     run(listeners, config, shutdown_signal()).await
+}
+
+async fn bind(config: &Config, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((config.bind, port))
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}:{port}: {e}", config.bind),
+            )
+        })
 }
 
 /// Resolves on SIGINT or SIGTERM.

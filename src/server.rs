@@ -20,6 +20,8 @@ pub struct Listeners {
     pub amqp: TcpListener,
     /// The management API's, if it is served.
     pub http: Option<TcpListener>,
+    /// The Prometheus endpoint's, if it is served.
+    pub prometheus: Option<TcpListener>,
 }
 
 /// Opens the broker on the configured data directory and serves until `shutdown` resolves,
@@ -82,7 +84,11 @@ pub async fn serve(
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let Listeners { amqp, http } = listeners;
+    let Listeners {
+        amqp,
+        http,
+        prometheus,
+    } = listeners;
     let mut bound = vec![Listener {
         protocol: "amqp",
         addr: amqp_addr,
@@ -91,6 +97,12 @@ pub async fn serve(
         bound.push(Listener {
             protocol: "http",
             addr: h.local_addr()?,
+        });
+    }
+    if let Some(p) = &prometheus {
+        bound.push(Listener {
+            protocol: "http/prometheus",
+            addr: p.local_addr()?,
         });
     }
     broker.set_listeners(bound);
@@ -102,6 +114,24 @@ pub async fn serve(
                 let _ = stop.wait_for(|stopping| *stopping).await;
             };
             Some(tokio::spawn(crate::http::serve(
+                listener,
+                broker.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
+    let metrics = match prometheus {
+        Some(listener) => {
+            info!(
+                "Prometheus metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            Some(tokio::spawn(crate::http::serve_prometheus(
                 listener,
                 broker.clone(),
                 stopped,
@@ -139,8 +169,8 @@ pub async fn serve(
     info!("shutting down: closing {} connections", connections.len());
     drop(amqp);
     let _ = stop_tx.send(true);
-    if let Some(api) = api {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, api).await;
+    for server in [api, metrics].into_iter().flatten() {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
@@ -159,6 +189,8 @@ pub struct Server {
     pub amqp_addr: SocketAddr,
     /// The management API's address.
     pub http_addr: SocketAddr,
+    /// The Prometheus endpoint's address.
+    pub prometheus_addr: SocketAddr,
     /// The running broker, for embedders and tests to manage (users, vhosts...).
     pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
@@ -172,11 +204,14 @@ impl Server {
         let amqp_addr = amqp.local_addr()?;
         let http = TcpListener::bind((config.bind, config.http_port)).await?;
         let http_addr = http.local_addr()?;
+        let prometheus = TcpListener::bind((config.bind, config.prometheus_port)).await?;
+        let prometheus_addr = prometheus.local_addr()?;
         let broker = open(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = Listeners {
             amqp,
             http: Some(http),
+            prometheus: Some(prometheus),
         };
         let task = tokio::spawn(serve(listeners, broker.clone(), async {
             let _ = stopped.await;
@@ -184,6 +219,7 @@ impl Server {
         Ok(Self {
             amqp_addr,
             http_addr,
+            prometheus_addr,
             broker,
             stop: Some(stop),
             task,

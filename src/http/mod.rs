@@ -22,6 +22,7 @@ mod overview;
 mod parameters;
 mod permissions;
 mod policies;
+mod prometheus;
 mod queues;
 mod stats;
 mod time;
@@ -243,6 +244,17 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/consumers/{vhost}", get(consumers::list_vhost))
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(broker)
+}
+
+/// Serves the Prometheus endpoint on `listener` until `shutdown` resolves.
+pub async fn serve_prometheus(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, prometheus::router(broker))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

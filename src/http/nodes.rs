@@ -82,14 +82,14 @@ pub fn node_json(broker: &Broker) -> Value {
 }
 
 /// The process's resident memory, from /proc (0 where that is not available).
-fn resident_bytes() -> u64 {
+pub(super) fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
 }
 
-fn open_files() -> usize {
+pub(super) fn open_files() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 

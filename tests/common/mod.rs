@@ -56,6 +56,7 @@ impl TestBroker {
             bind: [127, 0, 0, 1].into(),
             amqp_port: 0,
             http_port: 0,
+            prometheus_port: 0,
             data_dir: dir.to_owned(),
             ..Config::default()
         };

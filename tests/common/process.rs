@@ -40,6 +40,8 @@ impl BrokerProcess {
             .arg("0")
             .arg("--http-port")
             .arg("0")
+            .arg("--prometheus-port")
+            .arg("0")
             .arg("--data-dir")
             .arg(dir)
             .arg("--bind")
