@@ -22,6 +22,7 @@ pub async fn broker_with(tweak: impl FnOnce(&mut Config)) -> Broker {
         bind: [127, 0, 0, 1].into(),
         amqp_port: 0,
         http_port: 0,
+        prometheus_port: 0,
         data_dir: data.path().to_owned(),
         ..Config::default()
     };
