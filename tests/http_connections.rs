@@ -59,6 +59,8 @@ async fn connections_channels_and_consumers_are_listed_and_closed() {
     assert_eq!(c["channels"], 1);
     assert_eq!(c["port"], broker.addr().port());
 
+    let (_, of_guest) = get(&broker, "/api/connections/username/guest").await;
+    assert_eq!(of_guest[0]["name"], name.as_str());
     let (status, one) = get(&broker, &format!("/api/connections/{}", encoded(&name))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["name"], name.as_str());
@@ -96,7 +98,7 @@ async fn connections_channels_and_consumers_are_listed_and_closed() {
             "channel_details": {"connection_name": name, "name": format!("{name} (1)"),
                                 "node": one["node"], "number": 1, "peer_host": "127.0.0.1",
                                 "peer_port": port, "user": "guest"},
-            "consumer_tag": "ref-ctag", "exclusive": false, "prefetch_count": 10,
+            "consumer_tag": "ref-ctag", "consumer_timeout": 1_800_000, "exclusive": false, "prefetch_count": 10,
             "queue": {"name": "q2", "vhost": "/"}
         }])
     );

@@ -313,6 +313,11 @@ impl Broker {
         self.listeners.get().map_or(&[], Vec::as_slice)
     }
 
+    /// Bytes of messages the queues hold in memory.
+    pub fn queued_memory(&self) -> u64 {
+        self.hooks.memory.used()
+    }
+
     /// Milliseconds since the broker started.
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64

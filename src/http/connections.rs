@@ -110,6 +110,21 @@ pub async fn of_vhost(
     list::reply(items, &query, DefaultSort::Name)
 }
 
+/// `GET /api/connections/username/{user}`: one user's connections.
+pub async fn of_user(
+    State(broker): State<Arc<Broker>>,
+    user: Authed,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let items = visible(&broker, &user)
+        .iter()
+        .filter(|(_, c)| c.user == name)
+        .map(|(id, c)| connection_json(&broker, *id, c))
+        .collect();
+    list::reply(items, &query, DefaultSort::Name)
+}
+
 pub async fn show(
     State(broker): State<Arc<Broker>>,
     user: Authed,

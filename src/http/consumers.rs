@@ -38,6 +38,9 @@ pub fn consumer_json(broker: &Broker, q: &Queue, c: &Consumer) -> Value {
         "consumer_tag": c.tag.as_str(),
         "exclusive": c.exclusive,
         "prefetch_count": c.prefetch.limit(),
+        // RabbitMQ's default delivery acknowledgement timeout, in milliseconds (newer clients
+        // read it).
+        "consumer_timeout": 1_800_000,
         "queue": {"name": q.name.as_str(), "vhost": q.vhost},
     })
 }

@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,5 +125,17 @@ impl From<crate::error::AmqpError> for ApiError {
             reply::NOT_FOUND => Self::not_found(),
             _ => Self::bad_request(text),
         }
+    }
+}
+
+/// A boolean field as RabbitMQ reads it: `true`/`false`, or the strings "true"/"false" (what
+/// rabbitmqadmin v1 sends).
+pub fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Bool(b) => Ok(b),
+        serde_json::Value::String(s) if s == "true" => Ok(true),
+        serde_json::Value::String(s) if s == "false" => Ok(false),
+        other => Err(D::Error::custom(format!("not a boolean: {other}"))),
     }
 }

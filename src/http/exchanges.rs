@@ -85,8 +85,11 @@ pub async fn show(
 struct ExchangeBody {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(deserialize_with = "super::error::flexible_bool")]
     durable: bool,
+    #[serde(deserialize_with = "super::error::flexible_bool")]
     auto_delete: bool,
+    #[serde(deserialize_with = "super::error::flexible_bool")]
     internal: bool,
     arguments: Map<String, Value>,
 }

@@ -135,6 +135,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/api/connections/{name}/channels",
             get(connections::channels_of_connection),
         )
+        .route(
+            "/api/connections/username/{user}",
+            get(connections::of_user),
+        )
         .route("/api/channels", get(connections::channels))
         .route("/api/channels/{name}", get(connections::channel))
         .route(
@@ -198,6 +202,12 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/api/nodes", get(nodes::list))
         .route("/api/nodes/{name}", get(nodes::show))
+        .route("/api/nodes/{name}/memory", get(nodes::memory))
+        .route("/api/deprecated-features", get(nodes::deprecated_features))
+        .route(
+            "/api/deprecated-features/used",
+            get(nodes::deprecated_features),
+        )
         .route("/api/extensions", get(nodes::extensions))
         .route("/api/feature-flags", get(nodes::feature_flags))
         .route("/api/health/checks/alarms", get(health::alarms))

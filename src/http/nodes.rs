@@ -5,9 +5,10 @@ use super::auth::Authed;
 use super::error::{ApiError, ApiResult};
 use crate::broker::exchange::ExchangeKind;
 use crate::broker::Broker;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn exchange_types() -> Value {
@@ -38,6 +39,19 @@ pub fn exchange_types() -> Value {
 }
 
 pub fn node_json(broker: &Broker) -> Value {
+    let mut node = figures(broker);
+    if let Some(o) = node.as_object_mut() {
+        o.insert(
+            "rabbitmq_version".into(),
+            super::overview::RABBITMQ_VERSION.into(),
+        );
+        o.insert("product_name".into(), "Warren".into());
+        o.insert("product_version".into(), env!("CARGO_PKG_VERSION").into());
+    }
+    node
+}
+
+fn figures(broker: &Broker) -> Value {
     let zero = json!({"rate": 0.0});
     json!({
         "name": broker.node_name(),
@@ -101,11 +115,81 @@ pub async fn show(
     State(broker): State<Arc<Broker>>,
     _user: Authed,
     Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     if name != broker.node_name() {
         return Err(ApiError::not_found());
     }
-    Ok(Json(node_json(&broker)))
+    let mut node = node_json(&broker);
+    if params.get("memory").is_some_and(|v| v == "true") {
+        if let Some(o) = node.as_object_mut() {
+            o.insert("memory".into(), memory_breakdown(&broker));
+        }
+    }
+    Ok(Json(node))
+}
+
+/// `GET /api/nodes/{name}/memory`.
+pub async fn memory(
+    State(broker): State<Arc<Broker>>,
+    _user: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if name != broker.node_name() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!({"memory": memory_breakdown(&broker)})))
+}
+
+/// The node's memory in RabbitMQ's categories, as far as Warren's differ: message bodies
+/// queues hold in memory count as `queue_procs`, the rest of the resident set as
+/// `other_system`.
+fn memory_breakdown(broker: &Broker) -> Value {
+    let rss = resident_bytes();
+    let queued = broker.queued_memory().min(rss);
+    let mut breakdown = serde_json::Map::new();
+    for category in [
+        "connection_readers",
+        "connection_writers",
+        "connection_channels",
+        "connection_other",
+        "queue_slave_procs",
+        "quorum_queue_procs",
+        "quorum_queue_dlx_procs",
+        "stream_queue_procs",
+        "stream_queue_replica_reader_procs",
+        "stream_queue_coordinator_procs",
+        "plugins",
+        "other_proc",
+        "metrics",
+        "mgmt_db",
+        "mnesia",
+        "quorum_ets",
+        "other_ets",
+        "binary",
+        "msg_index",
+        "code",
+        "atom",
+        "metadata_store",
+        "metadata_store_ets",
+        "allocated_unused",
+        "reserved_unallocated",
+    ] {
+        breakdown.insert(category.into(), Value::from(0));
+    }
+    breakdown.insert("queue_procs".into(), Value::from(queued));
+    breakdown.insert("other_system".into(), Value::from(rss - queued));
+    breakdown.insert("strategy".into(), Value::from("rss"));
+    breakdown.insert(
+        "total".into(),
+        json!({"erlang": rss, "rss": rss, "allocated": rss}),
+    );
+    Value::Object(breakdown)
+}
+
+/// RabbitMQ 3.13's list of deprecated features: Warren has none in use.
+pub async fn deprecated_features(_user: Authed) -> Json<Value> {
+    Json(json!([]))
 }
 
 pub async fn extensions(_user: Authed) -> Json<Value> {

@@ -154,7 +154,9 @@ pub async fn show(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct QueueBody {
+    #[serde(deserialize_with = "super::error::flexible_bool")]
     durable: bool,
+    #[serde(deserialize_with = "super::error::flexible_bool")]
     auto_delete: bool,
     arguments: Map<String, Value>,
 }
