@@ -67,25 +67,58 @@ impl ListQuery {
     }
 }
 
+/// An item of a list: what filtering and the usual sorts read, and its JSON, which may be
+/// costly to build (a queue's takes its lock), so lists build it only for the page shown
+/// unless the request sorts by another field.
+pub trait Item {
+    fn name(&self) -> &str;
+    fn vhost(&self) -> &str;
+    fn into_json(self) -> Value;
+}
+
+impl Item for Value {
+    fn name(&self) -> &str {
+        self.get("name").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    fn vhost(&self) -> &str {
+        self.get("vhost")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    fn into_json(self) -> Value {
+        self
+    }
+}
+
 /// Filters, sorts, pages and prunes `items` as the query asks.
-pub fn reply(
-    mut items: Vec<Value>,
+pub fn reply<T: Item>(
+    mut items: Vec<T>,
     query: &ListQuery,
     default: DefaultSort,
 ) -> ApiResult<Json<Value>> {
     let total = items.len();
     if let Some(pattern) = query.name.as_deref().filter(|p| !p.is_empty()) {
         let matcher = NameMatcher::new(pattern, truthy(&query.use_regex));
-        items.retain(|item| {
-            item.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| matcher.matches(n))
-        });
+        items.retain(|item| matcher.matches(item.name()));
     }
-    sort(&mut items, query, default);
-    let filtered = items.len();
+    let sort_field = query.sort.as_deref().filter(|s| !s.is_empty());
+    let mut values: Vec<Value> = match sort_field {
+        None | Some("name") | Some("vhost") => {
+            sort_items(&mut items, sort_field, default, truthy(&query.sort_reverse));
+            Vec::new()
+        }
+        Some(_) => {
+            let mut values: Vec<Value> = items.drain(..).map(Item::into_json).collect();
+            sort(&mut values, query, default);
+            values
+        }
+    };
+    let filtered = items.len().max(values.len());
     if !query.paginated() {
-        return Ok(Json(Value::Array(prune(items, query))));
+        values.extend(items.into_iter().map(Item::into_json));
+        return Ok(Json(Value::Array(prune(values, query))));
     }
     let page = number(&query.page, 1)?;
     let page_size = number(&query.page_size, DEFAULT_PAGE_SIZE as i64)?;
@@ -106,11 +139,16 @@ pub fn reply(
         ));
     }
     let page_count = filtered.div_ceil(page_size);
-    let page_items: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * page_size)
-        .take(page_size)
-        .collect();
+    let skip = (page - 1) * page_size;
+    let page_items: Vec<Value> = match values.is_empty() {
+        true => items
+            .into_iter()
+            .skip(skip)
+            .take(page_size)
+            .map(Item::into_json)
+            .collect(),
+        false => values.into_iter().skip(skip).take(page_size).collect(),
+    };
     let item_count = page_items.len();
     Ok(Json(json!({
         "filtered_count": filtered,
@@ -121,6 +159,23 @@ pub fn reply(
         "page_size": page_size,
         "total_count": total,
     })))
+}
+
+/// Sorts by name or vhost (or the list's usual order) without building any JSON.
+fn sort_items<T: Item>(items: &mut [T], field: Option<&str>, default: DefaultSort, reverse: bool) {
+    match (field, default) {
+        (Some("name"), _) | (None, DefaultSort::Name) => {
+            items.sort_by(|a, b| a.name().cmp(b.name()))
+        }
+        (Some("vhost"), _) => items.sort_by(|a, b| a.vhost().cmp(b.vhost())),
+        (None, DefaultSort::VhostName) => {
+            items.sort_by(|a, b| (a.vhost(), a.name()).cmp(&(b.vhost(), b.name())))
+        }
+        _ => {}
+    }
+    if reverse {
+        items.reverse();
+    }
 }
 
 /// Matches names case-insensitively, as RabbitMQ does; a pattern that is no valid regular

@@ -90,11 +90,36 @@ fn memory_estimate(s: &QueueSnapshot) -> u64 {
     in_memory + 2048 + 512 * s.consumers.len() as u64
 }
 
-fn of_vhost(broker: &Broker, vhost: &VHost, ages: &Ages) -> Vec<Value> {
+/// A queue in a list: its JSON is built only if the page shows it.
+struct Listed {
+    queue: Arc<Queue>,
+    broker: Arc<Broker>,
+    ages: Ages,
+}
+
+impl list::Item for Listed {
+    fn name(&self) -> &str {
+        self.queue.name.as_str()
+    }
+
+    fn vhost(&self) -> &str {
+        &self.queue.vhost
+    }
+
+    fn into_json(self) -> Value {
+        queue_json(&self.broker, &self.queue, &self.ages)
+    }
+}
+
+fn of_vhost(broker: &Arc<Broker>, vhost: &VHost, ages: &Ages) -> Vec<Listed> {
     vhost
         .queues()
-        .iter()
-        .map(|q| queue_json(broker, q, ages))
+        .into_iter()
+        .map(|queue| Listed {
+            queue,
+            broker: broker.clone(),
+            ages: *ages,
+        })
         .collect()
 }
 
