@@ -77,6 +77,10 @@ async fn metrics_follow_rabbitmqs_families() {
         3.0
     );
     assert!(m["rabbitmq_process_resident_memory_bytes"] > 0.0);
+    assert_eq!(m["rabbitmq_channel_messages_published_total"], 3.0);
+    assert_eq!(m["rabbitmq_channel_consumers"], 0.0);
+    assert!(m["rabbitmq_disk_space_available_bytes"] > 0.0);
+    assert_eq!(m["rabbitmq_process_open_tcp_sockets"], 1.0);
     let node = broker.server.broker.node_name();
     let identity = format!(
         "rabbitmq_identity_info{{rabbitmq_node=\"{node}\",rabbitmq_cluster=\"{node}\",rabbitmq_cluster_permanent_id=\"{node}\"}}"

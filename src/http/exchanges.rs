@@ -77,7 +77,13 @@ pub async fn show(
 ) -> ApiResult<Json<Value>> {
     let vhost = user.vhost(&broker, &vhost)?;
     let x = vhost.exchange(exchange_name(&name))?;
-    Ok(Json(exchange_json(&vhost.name, &x)))
+    let mut shown = exchange_json(&vhost.name, &x);
+    if let Some(o) = shown.as_object_mut() {
+        // Per-channel publishing figures, which basic rates mode leaves empty.
+        o.insert("incoming".into(), json!([]));
+        o.insert("outgoing".into(), json!([]));
+    }
+    Ok(Json(shown))
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The RabbitMQ version whose API Warren follows: clients that gate features on it work.
+pub const RABBITMQ_VERSION: &str = "3.10.8";
+
 /// The API's routes, over a running broker.
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()

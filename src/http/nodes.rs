@@ -41,10 +41,7 @@ pub fn exchange_types() -> Value {
 pub fn node_json(broker: &Broker) -> Value {
     let mut node = figures(broker);
     if let Some(o) = node.as_object_mut() {
-        o.insert(
-            "rabbitmq_version".into(),
-            super::overview::RABBITMQ_VERSION.into(),
-        );
+        o.insert("rabbitmq_version".into(), super::RABBITMQ_VERSION.into());
         o.insert("product_name".into(), "Warren".into());
         o.insert("product_version".into(), env!("CARGO_PKG_VERSION").into());
     }
@@ -69,7 +66,7 @@ fn figures(broker: &Broker) -> Value {
         "mem_limit": broker.config.paging_watermark,
         "mem_alarm": false,
         "mem_calculation_strategy": "rss",
-        "disk_free": 0,
+        "disk_free": disk_available(&broker.config.data_dir),
         "disk_free_details": zero,
         "disk_free_limit": 50_000_000,
         "disk_free_alarm": false,
@@ -101,6 +98,33 @@ pub(super) fn resident_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// Bytes available to unprivileged users on the data directory's file system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(super) fn disk_available(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stat` a buffer statvfs fills on success.
+    match unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } {
+        0 => {
+            // SAFETY: statvfs returned 0, so it filled `stat`.
+            let stat = unsafe { stat.assume_init() };
+            // The field types differ between platforms (u32 or u64).
+            #[allow(clippy::unnecessary_cast)]
+            let bytes = stat.f_bavail as u64 * stat.f_frsize as u64;
+            bytes
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(super) fn disk_available(_dir: &std::path::Path) -> u64 {
+    0
 }
 
 pub(super) fn open_files() -> usize {

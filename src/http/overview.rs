@@ -9,8 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The RabbitMQ version whose API Warren follows: clients that gate features on it work.
-pub const RABBITMQ_VERSION: &str = "3.10.8";
+use super::RABBITMQ_VERSION;
 
 pub async fn overview(
     State(broker): State<Arc<Broker>>,
@@ -73,6 +72,14 @@ pub async fn overview(
             "port": l.addr.port(),
         })).collect::<Vec<_>>(),
         "rates_mode": "basic",
+        "sample_retention_policies": {
+            "global": [600, 3600, 28800, 86400],
+            "basic": [600, 3600],
+            "detailed": [600],
+        },
+        "disable_stats": false,
+        "enable_queue_totals": false,
+        "statistics_db_event_queue": 0,
         "exchange_types": super::nodes::exchange_types(),
     }))
 }

@@ -5,8 +5,8 @@
 //! names the node and cluster, as every dashboard query joins on it. No authentication, as
 //! in RabbitMQ.
 
-use super::nodes::{open_files, resident_bytes};
-use super::overview::RABBITMQ_VERSION;
+use super::nodes::{disk_available, open_files, resident_bytes};
+use super::RABBITMQ_VERSION;
 use crate::broker::queue::Queue;
 use crate::broker::sampler;
 use crate::broker::stats::{Counts, Stat};
@@ -145,8 +145,71 @@ fn exposition(broker: &Broker, per_object: bool) -> String {
         consumers,
     );
     f.single("rabbitmq_queues", "gauge", "Queues available", queues.len());
+    let unacked: u64 = queues.iter().map(|q| q.unacked).sum();
+    channel_families(&mut f, &totals, consumers, unacked);
+    f.single(
+        "rabbitmq_process_open_tcp_sockets",
+        "gauge",
+        "Open TCP sockets",
+        connections.len(),
+    );
+    f.single(
+        "rabbitmq_process_max_tcp_sockets",
+        "gauge",
+        "Open TCP sockets limit",
+        max_fds(),
+    );
+    let (available, limit) = (disk_available(&broker.config.data_dir), DISK_FREE_LIMIT);
+    f.single(
+        "rabbitmq_disk_space_available_bytes",
+        "gauge",
+        "Disk space available in bytes",
+        available,
+    );
+    f.single(
+        "rabbitmq_disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        limit,
+    );
     global(&mut f, &totals, consumers);
     out
+}
+
+/// RabbitMQ's default free disk space low watermark (disk alarms come with the hardening
+/// work).
+const DISK_FREE_LIMIT: u64 = 50_000_000;
+
+/// The channel families, summed over the node (closed channels included, so rates hold).
+fn channel_families(f: &mut Family, totals: &Counts, consumers: u64, unacked: u64) {
+    f.single(
+        "rabbitmq_channel_consumers",
+        "gauge",
+        "Consumers on a channel",
+        consumers,
+    );
+    f.single(
+        "rabbitmq_channel_messages_unacked",
+        "gauge",
+        "Delivered but not yet acknowledged messages",
+        unacked,
+    );
+    let counters = [
+        ("rabbitmq_channel_messages_published_total", "Total number of messages published into an exchange on a channel", Stat::Publish),
+        ("rabbitmq_channel_messages_confirmed_total", "Total number of messages published into an exchange and confirmed on the channel", Stat::Confirm),
+        ("rabbitmq_channel_messages_unroutable_returned_total", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", Stat::ReturnUnroutable),
+        ("rabbitmq_channel_messages_unroutable_dropped_total", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", Stat::DropUnroutable),
+        ("rabbitmq_channel_get_ack_total", "Total number of messages fetched with basic.get in manual acknowledgement mode", Stat::Get),
+        ("rabbitmq_channel_get_total", "Total number of messages fetched with basic.get in automatic acknowledgement mode", Stat::GetNoAck),
+        ("rabbitmq_channel_messages_delivered_ack_total", "Total number of messages delivered to consumers in manual acknowledgement mode", Stat::Deliver),
+        ("rabbitmq_channel_messages_delivered_total", "Total number of messages delivered to consumers in automatic acknowledgement mode", Stat::DeliverNoAck),
+        ("rabbitmq_channel_messages_redelivered_total", "Total number of messages redelivered to consumers", Stat::Redeliver),
+        ("rabbitmq_channel_messages_acked_total", "Total number of messages acknowledged by consumers", Stat::Ack),
+        ("rabbitmq_channel_get_empty_total", "Total number of times basic.get operations fetched no message", Stat::GetEmpty),
+    ];
+    for (name, help, stat) in counters {
+        f.single(name, "counter", help, totals[stat as usize]);
+    }
 }
 
 fn identity(f: &mut Family, broker: &Broker) {
@@ -161,6 +224,7 @@ fn identity(f: &mut Family, broker: &Broker) {
         "rabbitmq_build_info",
         &format!(
             "rabbitmq_version=\"{RABBITMQ_VERSION}\",prometheus_plugin_version=\"{RABBITMQ_VERSION}\",\
+             prometheus_client_version=\"n/a\",erlang_version=\"n/a\",\
              product_name=\"Warren\",product_version=\"{}\"",
             env!("CARGO_PKG_VERSION")
         ),
@@ -285,7 +349,7 @@ fn max_fds() -> u64 {
 
 fn queue_families(f: &mut Family, queues: &[QueueFigures], per_object: bool) {
     type Pick = fn(&QueueFigures) -> u64;
-    let families: [(&str, &str, &str, Pick); 7] = [
+    let families: [(&str, &str, &str, Pick); 8] = [
         (
             "rabbitmq_queue_messages_ready",
             "gauge",
@@ -314,6 +378,12 @@ fn queue_families(f: &mut Family, queues: &[QueueFigures], per_object: bool) {
             "rabbitmq_queue_messages_ready_bytes",
             "gauge",
             "Size in bytes of ready messages",
+            |q| q.ready_bytes,
+        ),
+        (
+            "rabbitmq_queue_messages_bytes",
+            "gauge",
+            "Size in bytes of ready and unacknowledged messages",
             |q| q.ready_bytes,
         ),
         (
@@ -354,11 +424,6 @@ fn connection_families(f: &mut Family, broker: &Broker, per_object: bool) {
             "rabbitmq_connection_outgoing_bytes_total",
             "Total number of bytes sent on a connection",
             Stat::SendOct,
-        ),
-        (
-            "rabbitmq_channel_messages_published_total",
-            "Total number of messages published into an exchange on a channel",
-            Stat::Publish,
         ),
     ];
     for (name, help, stat) in families {

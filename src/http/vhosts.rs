@@ -8,6 +8,7 @@ use super::stats::{self, Ages};
 use crate::broker::metadata::users::Tags;
 use crate::broker::metadata::VhostRecord;
 use crate::broker::sampler;
+use crate::broker::stats::Stat;
 use crate::broker::Broker;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -47,6 +48,11 @@ pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
         let message_stats =
             stats::message_stats(&totals, &vhost.stats.series, stats::CHANNEL, &ages);
         o.insert("message_stats".into(), message_stats);
+        for stat in [Stat::RecvOct, Stat::SendOct] {
+            o.insert(stat.name().into(), totals[stat as usize].into());
+            let details = stats::octet_details(&vhost.stats.series, stat);
+            o.insert(format!("{}_details", stat.name()), details);
+        }
         for (name, details) in stats::length_details(&vhost.stats.series, &ages) {
             o.insert(name.into(), details);
         }
