@@ -115,12 +115,12 @@ pub enum Command {
         #[arg(long)]
         global: bool,
     },
-    /// List a user's limits (--all: every user's). Example: list_user_limits --user app
+    /// List a user's limits (--global: every user's). Example: list_user_limits --user app
     ListUserLimits {
         #[arg(long)]
         user: Option<String>,
         #[arg(long)]
-        all: bool,
+        global: bool,
     },
     /// List the feature flags.
     ListFeatureFlags(Items),

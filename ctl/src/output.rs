@@ -39,6 +39,11 @@ fn is_table_column(name: &str) -> bool {
     matches!(name, "arguments" | "client_properties")
 }
 
+/// Whether a column holds a parameter's or limit's value, which rabbitmqctl prints as JSON.
+fn is_json_column(name: &str) -> bool {
+    matches!(name, "value" | "definition" | "limits")
+}
+
 /// A list to print: columns and rows of JSON values.
 pub struct Listing {
     pub columns: Vec<String>,
@@ -65,7 +70,10 @@ impl Listing {
             .map(|row| {
                 row.iter()
                     .zip(&self.columns)
-                    .map(|(v, c)| plain(v, is_table_column(c)))
+                    .map(|(v, c)| match is_json_column(c) {
+                        true => v.to_string(),
+                        false => plain(v, is_table_column(c)),
+                    })
                     .collect()
             })
             .collect()

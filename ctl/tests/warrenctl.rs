@@ -204,9 +204,11 @@ async fn users_vhosts_permissions_and_policies_are_managed() {
     assert!(ok(&b, &["authenticate_user", "app", "s3cret"])
         .await
         .ends_with("Success\n"));
+    let wrong = ctl(&b, &["authenticate_user", "app", "wrong"]).await;
+    assert_eq!(wrong.code, 65);
     assert_eq!(
-        ctl(&b, &["authenticate_user", "app", "wrong"]).await.code,
-        77
+        wrong.stderr,
+        "Error: failed to authenticate user \"app\": user 'app' - invalid credentials\n"
     );
     ok(&b, &["change_password", "app", "n3w"]).await;
     assert!(amqp(&b, "app", "s3cret", "orders").await.is_err());
@@ -249,9 +251,19 @@ async fn users_vhosts_permissions_and_policies_are_managed() {
         &["set_vhost_limits", "-p", "orders", "{\"max-queues\": 10}"],
     )
     .await;
+    // As rabbitmqctl: one vhost's limits as a JSON object, every vhost's as rows.
     assert_eq!(
-        ok(&b, &["-q", "list_vhost_limits", "-p", "orders"]).await,
+        ok(&b, &["list_vhost_limits", "-p", "orders"]).await,
+        "Listing limits for vhost \"orders\" ...\n{\"max-queues\":10}\n"
+    );
+    assert_eq!(
+        ok(&b, &["-q", "list_vhost_limits", "--global"]).await,
         "vhost\tvalue\norders\t{\"max-queues\":10}\n"
+    );
+    ok(&b, &["set_user_limits", "app", "{\"max-connections\": 3}"]).await;
+    assert_eq!(
+        ok(&b, &["-q", "list_user_limits", "--user", "app"]).await,
+        "{\"max-connections\":3}\n"
     );
     ok(
         &b,
@@ -361,9 +373,8 @@ async fn queues_connections_definitions_and_the_node() {
         .await
         .contains("reported no local alarms"));
     ok(&b, &["set_cluster_name", "blue"]).await;
-    assert!(ok(&b, &["-q", "list_global_parameters"])
-        .await
-        .contains("cluster_name\tblue\n"));
+    let globals = ok(&b, &["-q", "list_global_parameters"]).await;
+    assert!(globals.contains("cluster_name\t\"blue\"\n"), "{globals}");
     ok(&b, &["await_startup", "-t", "5"]).await;
 }
 

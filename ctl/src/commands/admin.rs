@@ -55,8 +55,8 @@ pub fn authenticate_user(api: &Api, style: &Style, user: &str, password: &str) -
         Ok(_) => {}
         Err(CtlError::Refused(reason)) if reason.contains("Not management user") => {}
         Err(CtlError::Refused(_)) => {
-            return Err(CtlError::Refused(format!(
-                "failed to authenticate user \"{user}\""
+            return Err(CtlError::Data(format!(
+                "failed to authenticate user \"{user}\": user '{user}' - invalid credentials"
             )))
         }
         Err(other) => return Err(other),
@@ -207,7 +207,9 @@ fn limits_of(definition: &str) -> CtlResult<serde_json::Map<String, Value>> {
 }
 
 pub fn set_vhost_limits(api: &Api, style: &Style, vhost: &str, definition: &str) -> CtlResult<()> {
-    style.banner(&format!("Applying limits to vhost \"{vhost}\" ..."));
+    style.banner(&format!(
+        "Setting vhost limits to \"{definition}\" for vhost \"{vhost}\" ..."
+    ));
     for (name, value) in limits_of(definition)? {
         let path = format!("/api/vhost-limits/{}/{}", segment(vhost), segment(&name));
         api.put(&path, &json!({"value": value}))?;

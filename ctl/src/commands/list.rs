@@ -320,3 +320,18 @@ pub fn fixed(
     .print(style);
     Ok(())
 }
+
+/// One object's limits, printed as rabbitmqctl prints them: the JSON object alone.
+pub fn limits(api: &Api, style: &Style, banner: &str, path: &str) -> CtlResult<()> {
+    style.banner(banner);
+    let list = api.get(path)?;
+    let limits = list
+        .get(0)
+        .map(|entry| entry["value"].clone())
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    match style.formatter {
+        crate::cli::Formatter::Json => println!("[\n{limits}\n]"),
+        _ => println!("{limits}"),
+    }
+    Ok(())
+}
