@@ -41,15 +41,37 @@ struct Cli {
     /// A definitions file (RabbitMQ's format) to import at start.
     #[arg(long, env = "WARREN_LOAD_DEFINITIONS")]
     load_definitions: Option<PathBuf>,
+    /// Users that may connect only from the loopback interface, comma-separated ("" for
+    /// none; the container image allows its default guest from anywhere).
+    #[arg(long, env = "WARREN_LOOPBACK_USERS")]
+    loopback_users: Option<String>,
     /// Print the default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Check that the broker configured like this one answers on its AMQP port on this host
+    /// (exit 0) or not (exit 1): what the container image's HEALTHCHECK runs. Needs no
+    /// credentials.
+    #[arg(long)]
+    healthcheck: bool,
 }
+
+/// Where a configuration file is read from when none is named, if it exists (the container
+/// image's mount point).
+const SYSTEM_CONFIG: &str = "/etc/warren/warren.toml";
+
+/// RabbitMQ's image reads these; compose files written for it work unchanged.
+const RABBITMQ_ALIASES: [(&str, &str); 3] = [
+    ("WARREN_DEFAULT_USER", "RABBITMQ_DEFAULT_USER"),
+    ("WARREN_DEFAULT_PASS", "RABBITMQ_DEFAULT_PASS"),
+    ("WARREN_DEFAULT_VHOST", "RABBITMQ_DEFAULT_VHOST"),
+];
 
 impl Cli {
     fn config(&self) -> anyhow_free::Result<Config> {
+        let system = std::path::Path::new(SYSTEM_CONFIG);
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
+            None if system.exists() => Config::from_file(system)?,
             None => Config::default(),
         };
         if let Some(v) = &self.data_dir {
@@ -69,6 +91,14 @@ impl Cli {
         }
         if let Some(v) = &self.load_definitions {
             config.load_definitions = Some(v.clone());
+        }
+        if let Some(v) = &self.loopback_users {
+            config.loopback_users = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         for (value, setting) in [
             (&self.default_user, &mut config.default_user),
@@ -90,16 +120,19 @@ mod anyhow_free {
 }
 
 fn main() -> ExitCode {
+    for (ours, theirs) in RABBITMQ_ALIASES {
+        if std::env::var_os(ours).is_none() {
+            if let Some(value) = std::env::var_os(theirs) {
+                // Before any thread starts: setting the environment is sound here.
+                unsafe { std::env::set_var(ours, value) };
+            }
+        }
+    }
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -107,6 +140,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.healthcheck {
+        return healthcheck(&config);
+    }
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    if config.default_user == "guest"
+        && config.default_pass == "guest"
+        && !config.loopback_users.iter().any(|u| u == "guest")
+    {
+        tracing::warn!(
+            "the default user guest (password guest) may connect from any host: set \
+             WARREN_DEFAULT_USER and WARREN_DEFAULT_PASS, or keep guest in loopback_users"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -118,6 +170,42 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warren: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects to the local AMQP port and expects connection.start in answer to the protocol
+/// header: the broker accepts clients. No credentials are needed.
+fn healthcheck(config: &Config) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let host: IpAddr = match config.bind.is_unspecified() {
+        true => [127, 0, 0, 1].into(),
+        false => config.bind,
+    };
+    let addr = SocketAddr::new(host, config.amqp_port);
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(warren_amqp::PROTOCOL_HEADER)?;
+        let mut frame = [0u8; 11];
+        stream.read_exact(&mut frame)?;
+        // A method frame on channel 0 carrying connection.start (class 10, method 10).
+        Ok(frame[0] == 1 && frame[1..3] == [0, 0] && frame[7..11] == [0, 10, 0, 10])
+    };
+    match probe() {
+        Ok(true) => {
+            println!("Warren answers on {addr}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("warren: {addr} did not answer as an AMQP 0-9-1 broker");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("warren: no broker on {addr}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
-//! Where warrenctl connects and how it prints: flags (or `WARRENCTL_*` variables, which clap
-//! reads as flags), then `~/.config/warrenctl.toml`, then the defaults.
+//! Where warrenctl connects: flags (or `WARRENCTL_*` variables, which clap reads as flags),
+//! then `~/.config/warrenctl.toml`, then the defaults: the local node at 127.0.0.1:15672, an
+//! address rather than `localhost`, which a static binary in a bare container cannot resolve.
 
 use crate::cli::Global;
 use crate::error::{CtlError, CtlResult};
@@ -63,7 +64,7 @@ impl Settings {
                 .host
                 .clone()
                 .or(file.host)
-                .unwrap_or_else(|| "localhost".into()),
+                .unwrap_or_else(|| "127.0.0.1".into()),
             port: g.port.or(file.port).unwrap_or(15672),
             username: g
                 .username

@@ -63,6 +63,16 @@ impl Authed {
         }
     }
 
+    /// Every vhost the user may see, for lists across vhosts.
+    pub fn visible_vhosts(&self, broker: &Broker) -> Vec<Arc<VHost>> {
+        broker
+            .metadata
+            .vhosts()
+            .iter()
+            .filter_map(|record| self.vhost(broker, &record.name).ok())
+            .collect()
+    }
+
     /// The vhost a request changes something in: RabbitMQ's `vhost_not_found` if it is missing.
     pub fn vhost_to_change(&self, broker: &Broker, name: &str) -> ApiResult<Arc<VHost>> {
         broker.vhost(name).ok_or_else(ApiError::vhost_not_found)

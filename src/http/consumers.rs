@@ -80,12 +80,11 @@ pub async fn list(
     user: Authed,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let mut items = Vec::new();
-    for record in broker.metadata.vhosts() {
-        if let Ok(vhost) = user.vhost(&broker, &record.name) {
-            items.extend(of_vhost(&broker, &vhost));
-        }
-    }
+    let items = user
+        .visible_vhosts(&broker)
+        .iter()
+        .flat_map(|vhost| of_vhost(&broker, vhost))
+        .collect();
     list::reply(items, &query, DefaultSort::None)
 }
 

@@ -129,12 +129,11 @@ pub async fn list(
     Query(query): Query<ListQuery>,
     Query(ages): Query<Ages>,
 ) -> ApiResult<Json<Value>> {
-    let mut items = Vec::new();
-    for record in broker.metadata.vhosts() {
-        if let Ok(vhost) = user.vhost(&broker, &record.name) {
-            items.extend(of_vhost(&broker, &vhost, &ages));
-        }
-    }
+    let items = user
+        .visible_vhosts(&broker)
+        .iter()
+        .flat_map(|vhost| of_vhost(&broker, vhost, &ages))
+        .collect();
     list::reply(items, &query, DefaultSort::VhostName)
 }
 

@@ -108,7 +108,7 @@ fn port_connectivity(api: &Api, style: &Style, timeout: u64) -> CtlResult<()> {
     style.banner(&format!(
         "Testing TCP connections to all active listeners on node {node} ..."
     ));
-    let host = api.target.rsplit_once(':').map_or("localhost", |(h, _)| h);
+    let host = api.target.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
     for l in listener_rows(api)? {
         let port = l["port"].as_u64().unwrap_or(0);
         let reached = (host, port as u16)
