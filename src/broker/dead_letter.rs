@@ -50,6 +50,7 @@ fn route(
         let input = RoutingInput {
             routing_key: key,
             headers: properties.headers().as_ref(),
+            properties: Some(&properties),
         };
         vhost.route(&exchange, &input, scratch, routed);
         for q in routed.drain(..) {

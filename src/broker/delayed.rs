@@ -151,6 +151,7 @@ fn release(broker: &Broker, held: Held) {
             let input = RoutingInput {
                 routing_key: message.routing_key.as_str(),
                 headers: properties.headers().as_ref(),
+                properties: Some(&properties),
             };
             let (mut scratch, mut queues) = (Vec::new(), Vec::new());
             vhost.route_keys(&exchange, &input, &extra_keys, &mut scratch, &mut queues);

@@ -76,6 +76,7 @@ impl Broker {
         let input = RoutingInput {
             routing_key: routing_key.as_str(),
             headers: properties.headers().as_ref(),
+            properties: Some(&properties),
         };
         let (mut scratch, mut queues) = (Vec::new(), Vec::new());
         vhost.route_keys(exchange, &input, &extra_keys, &mut scratch, &mut queues);

@@ -156,6 +156,7 @@ impl Connection {
         let input = RoutingInput {
             routing_key: routing_key.as_str(),
             headers: content.properties.headers().as_ref(),
+            properties: Some(&content.properties),
         };
         self.vhost.route_keys(
             &exchange,

@@ -32,6 +32,11 @@ pub fn exchange_types() -> Value {
     .collect();
     types.push(described("x-delayed-message", "Delayed Message Exchange."));
     types.push(described(
+        "x-consistent-hash",
+        "Consistent Hashing Exchange",
+    ));
+    types.push(described("x-random", "Picks one random destination"));
+    types.push(described(
         "x-message-deduplication",
         "Message Deduplication Exchange.",
     ));

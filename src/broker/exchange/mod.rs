@@ -4,11 +4,13 @@
 //! read locks; only bind/unbind take the write lock.
 
 pub mod alternate;
+pub mod consistent_hash;
 pub mod dedup;
 mod direct;
 mod fanout;
 mod headers;
 mod list;
+mod random;
 mod topic;
 
 use super::queue::Queue;
@@ -39,6 +41,7 @@ pub fn declared_type(kind: &str, arguments: &FieldTable) -> AmqpResult<(Exchange
     if kind != DELAYED_TYPE {
         let parsed = ExchangeKind::parse(kind)
             .ok_or_else(|| AmqpError::command_invalid(format!("invalid exchange type '{kind}'")))?;
+        parsed.validate_arguments(arguments)?;
         return Ok((parsed, Flavour::Plain));
     }
     let underlying = match arguments.inner().get("x-delayed-type") {
@@ -60,6 +63,10 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// `x-consistent-hash`: one destination per message, by a hash, in proportion to weights.
+    ConsistentHash,
+    /// `x-random`: one binding per message, uniformly at random.
+    Random,
 }
 
 impl ExchangeKind {
@@ -69,6 +76,8 @@ impl ExchangeKind {
             "fanout" => Some(Self::Fanout),
             "topic" => Some(Self::Topic),
             "headers" => Some(Self::Headers),
+            consistent_hash::TYPE => Some(Self::ConsistentHash),
+            random::TYPE => Some(Self::Random),
             _ => None,
         }
     }
@@ -79,23 +88,41 @@ impl ExchangeKind {
             Self::Fanout => "fanout",
             Self::Topic => "topic",
             Self::Headers => "headers",
+            Self::ConsistentHash => consistent_hash::TYPE,
+            Self::Random => random::TYPE,
         }
     }
 
-    /// Checks a new binding's arguments (only headers exchanges have rules).
-    pub fn validate_binding(self, arguments: &FieldTable) -> Result<(), String> {
+    /// Checks a new binding (headers exchanges check their arguments, consistent-hash
+    /// exchanges their weights).
+    pub fn validate_binding(self, routing_key: &str, arguments: &FieldTable) -> Result<(), String> {
         match self {
             Self::Headers => headers::validate_binding(arguments),
+            Self::ConsistentHash => consistent_hash::weight(routing_key).map(|_| ()),
             _ => Ok(()),
         }
     }
 
-    fn new_table(self) -> Box<dyn BindingTable> {
+    /// Checks an exchange's arguments at declare (only consistent-hash exchanges have any).
+    pub fn validate_arguments(self, arguments: &FieldTable) -> AmqpResult<()> {
+        match self {
+            Self::ConsistentHash => consistent_hash::hash_on(arguments).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    fn new_table(self, arguments: &FieldTable) -> Box<dyn BindingTable> {
         match self {
             Self::Direct => Box::<direct::DirectTable>::default(),
             Self::Fanout => Box::new(fanout::table()),
             Self::Topic => Box::<topic::TopicTable>::default(),
             Self::Headers => Box::new(headers::table()),
+            Self::ConsistentHash => {
+                let on = consistent_hash::hash_on(arguments)
+                    .unwrap_or(consistent_hash::HashOn::RoutingKey);
+                Box::new(consistent_hash::HashTable::new(on))
+            }
+            Self::Random => Box::new(random::RandomTable::new()),
         }
     }
 }
@@ -136,6 +163,8 @@ impl Binding {
 pub struct RoutingInput<'a> {
     pub routing_key: &'a str,
     pub headers: Option<&'a FieldTable>,
+    /// The message's properties, for exchanges that route by one (consistent-hash).
+    pub properties: Option<&'a warren_amqp::BasicProperties>,
 }
 
 /// The binding table of one exchange type.
@@ -190,6 +219,7 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Self {
+        let table = RwLock::new(kind.new_table(&arguments));
         Self {
             name,
             kind,
@@ -201,7 +231,7 @@ impl Exchange {
             flavour: Flavour::Plain,
             dedup: None,
             arguments,
-            table: RwLock::new(kind.new_table()),
+            table,
             stats: Default::default(),
         }
     }
@@ -314,6 +344,7 @@ impl Exchange {
                 let input = RoutingInput {
                     routing_key: key,
                     headers: input.headers,
+                    properties: input.properties,
                 };
                 table.route(&input, out);
             }
@@ -364,6 +395,7 @@ pub(crate) mod test_support {
             &RoutingInput {
                 routing_key: key,
                 headers,
+                properties: None,
             },
             &mut out,
         );

@@ -83,7 +83,7 @@ impl VHost {
         let x = self.source_for_binding(exchange)?;
         let q = self.queue_for(queue, connection)?;
         x.kind
-            .validate_binding(&arguments)
+            .validate_binding(routing_key, &arguments)
             .map_err(AmqpError::precondition_failed)?;
         self.add_binding(
             &x,
@@ -126,7 +126,7 @@ impl VHost {
         let d = self.source_for_binding(destination)?;
         let s = self.source_for_binding(source)?;
         s.kind
-            .validate_binding(&arguments)
+            .validate_binding(routing_key, &arguments)
             .map_err(AmqpError::precondition_failed)?;
         self.add_binding(
             &s,
