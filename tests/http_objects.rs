@@ -80,6 +80,7 @@ async fn exchanges_are_declared_shown_and_deleted_with_rabbitmqs_answers() {
             "amq.fanout",
             "amq.headers",
             "amq.match",
+            "amq.rabbitmq.trace",
             "amq.topic",
             "x2",
             "x4"

@@ -257,6 +257,10 @@ pub enum Command {
     SetClusterName {
         name: String,
     },
+    /// Start firehose tracing in a vhost (copies to amq.rabbitmq.trace). Example: trace_on -p /
+    TraceOn,
+    /// Stop firehose tracing in a vhost.
+    TraceOff,
     /// rabbitmq-diagnostics' commands.
     #[command(subcommand)]
     Diagnostics(Diagnostic),

@@ -230,6 +230,8 @@ fn dispatch(
         Environment => node::environment(api, style),
         AwaitStartup => node::await_startup(api, style, settings.timeout),
         SetClusterName { name } => node::set_cluster_name(api, style, name),
+        TraceOn => node::trace(api, style, vhost, true),
+        TraceOff => node::trace(api, style, vhost, false),
         Diagnostics(d) | Direct(d) => diagnostics::run(api, style, d, settings.timeout),
         Completion { .. } => Err(CtlError::Internal("handled before connecting".into())),
     }

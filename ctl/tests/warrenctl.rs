@@ -376,6 +376,16 @@ async fn queues_connections_definitions_and_the_node() {
     let globals = ok(&b, &["-q", "list_global_parameters"]).await;
     assert!(globals.contains("cluster_name\t\"blue\"\n"), "{globals}");
     ok(&b, &["await_startup", "-t", "5"]).await;
+    assert_eq!(
+        ok(&b, &["trace_on", "-p", "/"]).await,
+        "Starting tracing for vhost \"/\" ...\n"
+    );
+    assert_eq!(
+        ok(&b, &["-s", "list_vhosts", "name", "tracing"]).await,
+        "/\ttrue\nexported\tfalse\n"
+    );
+    ok(&b, &["trace_off"]).await;
+    assert_eq!(ctl(&b, &["trace_on", "-p", "nope"]).await.code, 65);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

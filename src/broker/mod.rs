@@ -22,6 +22,7 @@ pub mod sampler;
 pub mod sender_selected;
 pub mod stats;
 pub mod timers;
+pub mod trace;
 pub mod vhost;
 
 use crate::config::Config;
@@ -143,6 +144,7 @@ impl Broker {
         for record in self.metadata.vhosts() {
             let vhost = self.vhost_or_new(&record.name);
             vhost.set_max_queues(metadata::limit(&record.limits, "max-queues"));
+            vhost.set_tracing(record.tracing);
         }
         for vhost in self.vhosts.iter() {
             vhost.attach(self.metadata.clone());
@@ -161,13 +163,15 @@ impl Broker {
 
     /// Creates a vhost (or updates its record if it exists) and returns it running.
     pub fn add_vhost(&self, record: metadata::VhostRecord) -> Arc<VHost> {
-        let (name, max_queues) = (
+        let (name, max_queues, tracing) = (
             record.name.clone(),
             metadata::limit(&record.limits, "max-queues"),
+            record.tracing,
         );
         self.metadata.put_vhost(record);
         let vhost = self.vhost_or_new(&name);
         vhost.set_max_queues(max_queues);
+        vhost.set_tracing(tracing);
         vhost
     }
 

@@ -18,6 +18,7 @@ use crate::broker::queue::{consumer_priority, Queue};
 use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
 use crate::broker::stats::Stat;
+use crate::broker::trace::Origin;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
@@ -166,6 +167,24 @@ impl Connection {
             &mut self.routed,
         );
         exchange.count_publish(!self.routed.is_empty());
+        if self.vhost.tracing() {
+            let connection = self.name();
+            let origin = Origin {
+                user: &self.user,
+                connection: &connection,
+                channel: channel_id,
+            };
+            self.broker.trace_publish(
+                &self.vhost,
+                &origin,
+                exchange_name.as_str(),
+                routing_key.as_str(),
+                &extra_keys,
+                &content.properties,
+                &content.body,
+                &self.routed,
+            );
+        }
         // Direct reply-to names are no queues: replies go out beside routing, and count as
         // unrouted for mandatory, as in RabbitMQ.
         let replies = exchange.name.as_str().is_empty()
@@ -312,6 +331,7 @@ impl Connection {
             return Ok(());
         };
         let frame_max = self.frame_max;
+        let traced = self.vhost.tracing().then(|| queue.clone());
         let channel = self.channel(channel_id)?;
         count_delivery(channel, &entry, Stat::Get, Stat::GetNoAck, m.no_ack);
         let tag = channel.next_tag();
@@ -335,7 +355,37 @@ impl Connection {
             remaining,
         );
         encode::content(out, channel_id, &msg.raw_properties, &msg.body, frame_max);
+        if let Some(queue) = traced {
+            self.trace_delivery(channel_id, &queue, &entry);
+        }
         Ok(())
+    }
+
+    /// The connection's name, as the management API and trace copies give it.
+    pub(super) fn name(&self) -> String {
+        format!("{} -> {}", self.peer, self.details.local)
+    }
+
+    /// Copies a delivery to the trace exchange.
+    fn trace_delivery(
+        &self,
+        channel_id: u16,
+        queue: &Queue,
+        entry: &crate::broker::message::QueueEntry,
+    ) {
+        let connection = self.name();
+        let origin = Origin {
+            user: &self.user,
+            connection: &connection,
+            channel: channel_id,
+        };
+        self.broker.trace_deliver(
+            &self.vhost,
+            &origin,
+            queue.name.as_str(),
+            &entry.message,
+            entry.redelivered,
+        );
     }
 
     pub(super) fn basic_ack(
@@ -560,6 +610,12 @@ impl Connection {
             &msg.body,
             self.frame_max,
         );
+        if self.vhost.tracing() {
+            self.trace_delivery(channel_id, &queue, &entry);
+        }
+        let Some(channel) = self.channels.get_mut(&channel_id) else {
+            return;
+        };
         if !consumer.no_ack {
             channel.unacked.push_back(Unacked {
                 tag,

@@ -36,7 +36,7 @@ pub fn vhost_json(broker: &Broker, record: &VhostRecord) -> Value {
         "tags": record.tags,
         "default_queue_type": record.default_queue_type.as_deref().unwrap_or("undefined"),
         "metadata": {"description": record.description, "tags": record.tags},
-        "tracing": false,
+        "tracing": record.tracing,
         "cluster_state": {node: "running"},
         "messages": ready + unacked,
         "messages_ready": ready,
@@ -91,6 +91,8 @@ struct VhostBody {
     description: Option<String>,
     tags: Option<Tags>,
     default_queue_type: Option<String>,
+    /// Checked by hand: RabbitMQ answers a non-boolean with its own reason.
+    tracing: Option<Value>,
 }
 
 pub async fn put(
@@ -112,6 +114,11 @@ pub async fn put(
     }
     if let Some(q) = body.default_queue_type {
         record.default_queue_type = Some(q);
+    }
+    match body.tracing {
+        None => {}
+        Some(Value::Bool(on)) => record.tracing = on,
+        Some(other) => return Err(ApiError::bad_request_value(json!(["not_boolean", other]))),
     }
     broker.add_vhost(record);
     if created {

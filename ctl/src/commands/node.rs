@@ -148,6 +148,20 @@ pub fn set_cluster_name(api: &Api, style: &Style, name: &str) -> CtlResult<()> {
     Ok(())
 }
 
+/// trace_on and trace_off.
+pub fn trace(api: &Api, style: &Style, vhost: &str, on: bool) -> CtlResult<()> {
+    let verb = if on { "Starting" } else { "Stopping" };
+    style.banner(&format!("{verb} tracing for vhost \"{vhost}\" ..."));
+    let path = format!("/api/vhosts/{}", segment(vhost));
+    // A PUT would create a missing vhost: it must exist first.
+    api.get(&path).map_err(|e| match e {
+        CtlError::Data(_) => CtlError::Data(format!("Virtual host '{vhost}' does not exist")),
+        other => other,
+    })?;
+    api.put(&path, &json!({"tracing": on}))?;
+    Ok(())
+}
+
 fn missing_queue(vhost: &str, queue: &str) -> CtlError {
     CtlError::Data(format!("queue '{queue}' in vhost '{vhost}' does not exist"))
 }

@@ -45,6 +45,9 @@ pub struct VhostRecord {
     /// `max-connections`, `max-queues` (a negative value: no limit).
     #[serde(default, skip_serializing_if = "Limits::is_empty")]
     pub limits: Limits,
+    /// Firehose tracing is on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tracing: bool,
 }
 
 /// Limits by RabbitMQ's names (`max-connections`...); a negative value means no limit.
@@ -74,6 +77,7 @@ impl VhostRecord {
             tags: Vec::new(),
             default_queue_type: None,
             limits: Limits::new(),
+            tracing: false,
         }
     }
 }

@@ -22,6 +22,9 @@ use std::sync::{Arc, OnceLock};
 use tracing::debug;
 use warren_amqp::{FieldTable, ShortString};
 
+/// Every vhost's firehose exchange (see `broker::trace`): topic, durable, internal.
+pub const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
+
 #[derive(Debug)]
 pub struct VHost {
     pub name: String,
@@ -41,6 +44,9 @@ pub struct VHost {
     /// The counts of connections that closed, and the vhost's samples (its totals are these
     /// counts plus its open connections').
     pub stats: crate::broker::stats::Stats,
+    /// Firehose tracing: every publish and delivery is copied to `amq.rabbitmq.trace`.
+    /// Read once per publish and delivery.
+    tracing: std::sync::atomic::AtomicBool,
 }
 
 impl VHost {
@@ -60,6 +66,7 @@ impl VHost {
             max_queues: AtomicUsize::new(usize::MAX),
             metadata: OnceLock::new(),
             stats: Default::default(),
+            tracing: Default::default(),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -73,7 +80,29 @@ impl VHost {
             let x = Exchange::new(name.into(), kind, true, false, false, FieldTable::default());
             vhost.exchanges.insert(name.to_string(), Arc::new(x));
         }
+        // Internal: clients cannot publish to it; the broker's trace copies go through it.
+        let trace = Exchange::new(
+            TRACE_EXCHANGE.into(),
+            ExchangeKind::Topic,
+            true,
+            false,
+            true,
+            FieldTable::default(),
+        );
         vhost
+            .exchanges
+            .insert(TRACE_EXCHANGE.to_string(), Arc::new(trace));
+        vhost
+    }
+
+    /// Whether publishes and deliveries in this vhost are traced.
+    #[inline]
+    pub fn tracing(&self) -> bool {
+        self.tracing.load(Ordering::Relaxed)
+    }
+
+    pub fn set_tracing(&self, on: bool) {
+        self.tracing.store(on, Ordering::Relaxed);
     }
 
     /// Lets the vhost look up policies for what is declared in it.
