@@ -25,7 +25,7 @@ use std::sync::Arc;
 /// A queue as RabbitMQ lists it.
 pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
     let s = q.snapshot();
-    let ready_ram = s.ready - s.paged_out;
+    let ready_ram = s.ready.saturating_sub(s.paged_out);
     let definition = broker
         .metadata
         .queue_policy_definition(&q.vhost, q.name.as_str());
@@ -85,7 +85,7 @@ pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
 fn memory_estimate(s: &QueueSnapshot) -> u64 {
     let in_memory = match s.ready {
         0 => 0,
-        n => s.ready_bytes / n * (n - s.paged_out),
+        n => s.ready_bytes / n * n.saturating_sub(s.paged_out),
     };
     in_memory + 2048 + 512 * s.consumers.len() as u64
 }

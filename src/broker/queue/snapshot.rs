@@ -30,7 +30,12 @@ impl Queue {
         let state = self.state();
         QueueSnapshot {
             ready: state.len(),
-            paged_out: state.lanes.iter().map(|l| l.tail.count).sum(),
+            // What counts of the tail: entries x-max-length already dropped do not.
+            paged_out: state
+                .lanes
+                .iter()
+                .map(|l| l.tail.count.saturating_sub(l.tail.doomed))
+                .sum(),
             ready_bytes: state.ready_bytes,
             unacked: state.unacked as u64,
             consumers: state.consumers.clone(),
