@@ -27,6 +27,7 @@ mod queues;
 mod stats;
 mod time;
 mod topic_permissions;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -255,7 +256,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/api/consumers", get(consumers::list))
         .route("/api/consumers/{vhost}", get(consumers::list_vhost))
-        .fallback(|| async { error::ApiError::not_found() })
+        .fallback(ui::serve)
         .with_state(broker)
 }
 
