@@ -4,7 +4,8 @@
 # over AMQP from the host and uses the management API with the configured user, restarts the
 # container on the same volume and gets the messages back, and stops it with `docker stop`,
 # which must end in exit code 0 within the 10 s grace period. Starts dockerd (installing
-# docker.io) when Docker is missing.
+# docker.io) when Docker is missing. Pipes end in `grep > /dev/null`, not `grep -q`: grep -q
+# stops reading at its match, and with pipefail the writer's SIGPIPE would fail the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,13 +65,13 @@ stop_within_grace() {
 CREDENTIALS=(-e RABBITMQ_DEFAULT_USER=admin -e RABBITMQ_DEFAULT_PASS=s3cret)
 start "${CREDENTIALS[@]}"
 AMQP_ADDR="amqp://admin:s3cret@$AMQP/%2f" "$CHECK" publish 10
-curl -sf -u admin:s3cret "http://$HTTP/api/whoami" | grep -q '"administrator"'
-curl -sf -u admin:s3cret "http://$HTTP/api/queues/%2F/durable-check" | grep -q '"messages":10'
-curl -sf "http://$METRICS/metrics" | grep -q '^rabbitmq_queue_messages_ready 10'
+curl -sf -u admin:s3cret "http://$HTTP/api/whoami" | grep '"administrator"' > /dev/null
+curl -sf -u admin:s3cret "http://$HTTP/api/queues/%2F/durable-check" | grep '"messages":10' > /dev/null
+curl -sf "http://$METRICS/metrics" | grep '^rabbitmq_queue_messages_ready 10' > /dev/null
 # The image's guest exists only when no credentials are given: here it does not.
 [ "$(curl -s -o /dev/null -w '%{http_code}' -u guest:guest "http://$HTTP/api/whoami")" = 401 ]
 docker exec "$NAME" /usr/local/bin/warrenctl -u admin --password s3cret -q list_queues \
-    | grep -q "^durable-check	10$"
+    | grep "^durable-check	10$" > /dev/null
 stop_within_grace
 
 start "${CREDENTIALS[@]}"
@@ -89,7 +90,7 @@ start -v "$MOUNTS/warren.toml:/etc/warren/warren.toml:ro" \
     -v "$MOUNTS/definitions.json:/etc/warren/definitions.json:ro" \
     -e WARREN_LOAD_DEFINITIONS=/etc/warren/definitions.json
 [ "$(curl -s -o /dev/null -w '%{http_code}' -u guest:guest "http://$HTTP/api/whoami")" = 200 ]
-docker logs "$NAME" 2>&1 | grep -q "guest (password guest) may connect from any host"
+docker logs "$NAME" 2>&1 | grep "guest (password guest) may connect from any host" > /dev/null
 curl -sf -u guest:guest "http://$HTTP/api/queues/from-config/from-definitions" > /dev/null
 stop_within_grace
 rm -rf "$MOUNTS"
