@@ -44,9 +44,9 @@ start() {
         sleep 1
     done
     [ "$status" = healthy ] || { docker logs "$NAME"; echo "not healthy: $status" >&2; exit 1; }
-    AMQP=$(docker port "$NAME" 5672/tcp | head -1)
-    HTTP=$(docker port "$NAME" 15672/tcp | head -1)
-    METRICS=$(docker port "$NAME" 15692/tcp | head -1)
+    AMQP=$(docker port "$NAME" 5672/tcp | sed -n 1p)
+    HTTP=$(docker port "$NAME" 15672/tcp | sed -n 1p)
+    METRICS=$(docker port "$NAME" 15692/tcp | sed -n 1p)
     echo "healthy: AMQP on $AMQP, API on $HTTP"
 }
 
