@@ -610,12 +610,8 @@ impl Connection {
             &msg.body,
             self.frame_max,
         );
-        if self.vhost.tracing() {
-            self.trace_delivery(channel_id, &queue, &entry);
-        }
-        let Some(channel) = self.channels.get_mut(&channel_id) else {
-            return;
-        };
+        // Kept aside only while tracing: the entry itself goes to the unacked list.
+        let traced = self.vhost.tracing().then(|| entry.clone());
         if !consumer.no_ack {
             channel.unacked.push_back(Unacked {
                 tag,
@@ -623,6 +619,9 @@ impl Connection {
                 entry,
                 consumer: Some(consumer.clone()),
             });
+        }
+        if let Some(entry) = traced {
+            self.trace_delivery(channel_id, &queue, &entry);
         }
         if consumer.take_starved() {
             queue.dispatch();

@@ -139,3 +139,11 @@ pub fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::
         other => Err(D::Error::custom(format!("not a boolean: {other}"))),
     }
 }
+
+/// A PUT's answer: 201 when it created the object, 204 when it updated one.
+pub fn created_or_updated(created: bool) -> StatusCode {
+    match created {
+        true => StatusCode::CREATED,
+        false => StatusCode::NO_CONTENT,
+    }
+}

@@ -3,7 +3,7 @@
 //! destination, and publishing a message through it.
 
 use super::auth::{exchange_name, Authed};
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
 use super::stats::{self, Ages};
 use crate::broker::exchange::{declared_type, Exchange};
@@ -141,11 +141,7 @@ pub async fn put(
         arguments,
     })?;
     flushed(&broker).await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created_or_updated(!existed))
 }
 
 pub async fn delete(

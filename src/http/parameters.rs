@@ -4,7 +4,7 @@
 //! come, so definitions from a RabbitMQ with plugins import without loss.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::messages::require;
 use crate::broker::metadata::parameters::{GlobalParameter, Parameter};
 use crate::broker::metadata::Limits;
@@ -127,11 +127,7 @@ pub async fn put(
         },
     )?;
     flushed(&broker).await?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete(
@@ -189,11 +185,7 @@ pub async fn put_global(
         .metadata
         .set_global_parameter(GlobalParameter { name, value });
     flushed(&broker).await?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete_global(

@@ -2,7 +2,7 @@
 //! configure, write and read patterns in a vhost.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use crate::broker::metadata::permissions::PermissionSpec;
 use crate::broker::metadata::MetaError;
 use crate::broker::Broker;
@@ -106,11 +106,7 @@ pub async fn put(
         other => ApiError::bad_request(other.to_string()),
     })?;
     flushed(&broker).await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created_or_updated(!existed))
 }
 
 pub async fn delete(

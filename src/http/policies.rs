@@ -3,7 +3,7 @@
 //! policy matches. The handlers serve both kinds: `OPERATOR` says which.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use crate::broker::metadata::policies::{ApplyTo, PolicyError, PolicySpec};
 use crate::broker::Broker;
 use axum::body::Bytes;
@@ -114,11 +114,7 @@ pub async fn put<const OPERATOR: bool>(
         }
     })?;
     flushed(&broker).await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created_or_updated(!existed))
 }
 
 pub async fn delete<const OPERATOR: bool>(

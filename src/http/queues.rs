@@ -4,7 +4,7 @@
 //! lock; nothing is serialised while it is held.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
 use super::stats::{self, Ages};
 use super::time::instant_text;
@@ -208,11 +208,7 @@ pub async fn put(
         broker.next_connection_id(),
     )?;
     flushed(&broker).await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created_or_updated(!existed))
 }
 
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {

@@ -4,7 +4,7 @@
 //! a DELETE removes them all.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::messages::require;
 use crate::broker::metadata::permissions::TopicPermissionSpec;
 use crate::broker::Broker;
@@ -102,11 +102,7 @@ pub async fn put(
         .set_topic_permissions(spec)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     flushed(&broker).await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(created_or_updated(!existed))
 }
 
 pub async fn delete(

@@ -2,7 +2,7 @@
 //! carry it), delete (closes the user's connections); /api/whoami.
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
 use crate::broker::metadata::password::Hashing;
 use crate::broker::metadata::users::{parse_tags, User};
@@ -114,10 +114,7 @@ pub async fn put(
     }
     broker.metadata.put_user(updated);
     flushed(&broker).await?;
-    Ok(match existing {
-        None => StatusCode::CREATED,
-        Some(_) => StatusCode::NO_CONTENT,
-    })
+    Ok(created_or_updated(existing.is_none()))
 }
 
 pub async fn delete(

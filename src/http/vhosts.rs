@@ -2,7 +2,7 @@
 //! connections and drops what it holds).
 
 use super::auth::Authed;
-use super::error::{flushed, json_body, ApiError, ApiResult};
+use super::error::{created_or_updated, flushed, json_body, ApiError, ApiResult};
 use super::list::{self, DefaultSort, ListQuery};
 use super::stats::{self, Ages};
 use crate::broker::metadata::users::Tags;
@@ -126,11 +126,7 @@ pub async fn put(
         super::permissions::grant_all(&broker, &user.0.name, &name);
     }
     flushed(&broker).await?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete(
