@@ -65,7 +65,7 @@ async fn load_definitions(broker: &Broker, path: &std::path::Path) -> std::io::R
     let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
     let defs = serde_json::from_slice(&text).map_err(|e| failed(e.to_string()))?;
     broker
-        .import_definitions(defs, None)
+        .import_definitions(defs, None, crate::broker::events::INTERNAL_USER)
         .map_err(|e| failed(e.to_string()))?;
     if !broker.metadata.flush().await {
         return Err(failed("the store failed to keep them".into()));

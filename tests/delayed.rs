@@ -203,15 +203,18 @@ async fn a_persistent_delayed_message_comes_back_in_its_own_vhost() {
     {
         let broker = TestBroker::start_in(dir.path()).await;
         let b = &broker.server.broker;
-        b.add_vhost(VhostRecord::named("shop"));
+        b.add_vhost(VhostRecord::named("shop"), "guest");
         b.metadata
-            .set_permissions(PermissionSpec {
-                user: "guest".into(),
-                vhost: "shop".into(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
-            })
+            .set_permissions(
+                PermissionSpec {
+                    user: "guest".into(),
+                    vhost: "shop".into(),
+                    configure: ".*".into(),
+                    write: ".*".into(),
+                    read: ".*".into(),
+                },
+                "guest",
+            )
             .unwrap();
         let (conn, ch) = shop(&broker).await;
         ch.confirm_select(ConfirmSelectOptions::default())

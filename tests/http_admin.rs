@@ -4,6 +4,7 @@
 mod common;
 
 use common::api::*;
+use common::provoke::{channel_error, Via};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -44,22 +45,14 @@ async fn topic_permissions_are_set_listed_and_enforced() {
     );
 
     // Enforced over AMQP: publishing with a key the write pattern refuses is 403.
-    let (_conn, ch) = broker.channel().await;
-    ch.basic_publish(
-        "amq.topic".into(),
-        "b.key".into(),
-        Default::default(),
-        b"x",
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    // The channel's next method meets the 403 that closed it.
-    let after = ch
-        .queue_declare("".into(), Default::default(), Default::default())
-        .await
-        .expect_err("the channel was closed");
-    assert_eq!(reply_code(&after), Some(403), "{after}");
+    let conn = broker.connect().await;
+    let text = "ACCESS_REFUSED - access to topic 'b.key' in exchange 'amq.topic' in vhost '/' \
+                refused for user 'guest'";
+    channel_error(&conn, Via::Event, 403, text, |ch| async move {
+        publish(&ch, "amq.topic", "b.key", b"x").await;
+        Ok(())
+    })
+    .await;
 
     assert_eq!(delete(&broker, path).await.0, StatusCode::NO_CONTENT);
     assert_eq!(

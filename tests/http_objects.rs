@@ -80,6 +80,7 @@ async fn exchanges_are_declared_shown_and_deleted_with_rabbitmqs_answers() {
             "amq.fanout",
             "amq.headers",
             "amq.match",
+            "amq.rabbitmq.event",
             "amq.rabbitmq.trace",
             "amq.topic",
             "x2",
@@ -553,6 +554,7 @@ async fn ten_thousand_queues_list_in_pages() {
                     ..Default::default()
                 },
                 0,
+                "guest",
             )
             .unwrap();
     }

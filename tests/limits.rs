@@ -30,17 +30,21 @@ async fn connect(b: &TestBroker, user: &str, vhost: &str) -> lapin::Result<Conne
 async fn broker_with_user() -> TestBroker {
     let broker = TestBroker::start().await;
     let b = &broker.server.broker;
-    b.add_vhost(VhostRecord::named("v"));
-    b.metadata.put_user(User::new("u", Some("pw"), Vec::new()));
+    b.add_vhost(VhostRecord::named("v"), "guest");
+    b.metadata
+        .put_user(User::new("u", Some("pw"), Vec::new()), "guest");
     let all = ".*".to_owned();
     b.metadata
-        .set_permissions(PermissionSpec {
-            user: "u".into(),
-            vhost: "v".into(),
-            configure: all.clone(),
-            write: all.clone(),
-            read: all,
-        })
+        .set_permissions(
+            PermissionSpec {
+                user: "u".into(),
+                vhost: "v".into(),
+                configure: all.clone(),
+                write: all.clone(),
+                read: all,
+            },
+            "guest",
+        )
         .unwrap();
     broker
 }

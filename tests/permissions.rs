@@ -27,8 +27,8 @@ fn limited(user: &str) -> PermissionSpec {
 async fn setup() -> (TestBroker, Channel, Connection) {
     let broker = TestBroker::start().await;
     let metadata = &broker.server.broker.metadata;
-    metadata.put_user(User::new("lim", Some("pw"), Vec::new()));
-    metadata.set_permissions(limited("lim")).unwrap();
+    metadata.put_user(User::new("lim", Some("pw"), Vec::new()), "guest");
+    metadata.set_permissions(limited("lim"), "guest").unwrap();
     let (_admin_conn, admin) = broker.channel().await;
     for q in ["cfg-q", "rd-q", "wr-q", "other"] {
         declare_queue(&admin, q).await;
@@ -292,7 +292,7 @@ async fn changed_permissions_apply_to_open_connections() {
     publish_confirmed(&ch, "wr-x", "").await.expect("allowed");
     let mut narrower = limited("lim");
     narrower.write = "^nothing$".into();
-    metadata.set_permissions(narrower).unwrap();
+    metadata.set_permissions(narrower, "guest").unwrap();
     assert_eq!(
         outcome(&lim, |ch| async move {
             publish_confirmed(&ch, "wr-x", "").await
@@ -301,7 +301,7 @@ async fn changed_permissions_apply_to_open_connections() {
         refused("exchange", "wr-x"),
         "the publisher's remembered exchange is checked again"
     );
-    assert!(metadata.clear_permissions("lim", "/"));
+    assert!(metadata.clear_permissions("lim", "/", "guest"));
     assert_eq!(
         outcome(&lim, |ch| async move {
             ch.basic_get("rd-q".into(), BasicGetOptions::default())
@@ -310,7 +310,7 @@ async fn changed_permissions_apply_to_open_connections() {
         .await,
         refused("queue", "rd-q")
     );
-    metadata.set_permissions(limited("lim")).unwrap();
+    metadata.set_permissions(limited("lim"), "guest").unwrap();
     let ch = lim.create_channel().await.unwrap();
     publish_confirmed(&ch, "wr-x", "")
         .await
@@ -324,13 +324,16 @@ async fn topic_permissions_check_routing_keys_on_their_topic_exchange() {
     let metadata = &broker.server.broker.metadata;
     let all = ".*".to_owned();
     metadata
-        .set_permissions(PermissionSpec {
-            user: "lim".into(),
-            vhost: "/".into(),
-            configure: all.clone(),
-            write: all.clone(),
-            read: all,
-        })
+        .set_permissions(
+            PermissionSpec {
+                user: "lim".into(),
+                vhost: "/".into(),
+                configure: all.clone(),
+                write: all.clone(),
+                read: all,
+            },
+            "guest",
+        )
         .unwrap();
     metadata
         .set_topic_permissions(TopicPermissionSpec {

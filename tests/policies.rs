@@ -59,10 +59,18 @@ async fn fill(ch: &Channel, queue: &str, n: usize) {
 async fn the_lowest_of_argument_policy_and_operator_policy_limits_a_queue() {
     let broker = TestBroker::start().await;
     let b = &broker.server.broker;
-    b.set_policy(policy("p", "^pq-", 1, json!({"max-length": 5})), false)
-        .unwrap();
-    b.set_policy(policy("op", "^pq-", 1, json!({"max-length": 3})), true)
-        .unwrap();
+    b.set_policy(
+        policy("p", "^pq-", 1, json!({"max-length": 5})),
+        false,
+        "guest",
+    )
+    .unwrap();
+    b.set_policy(
+        policy("op", "^pq-", 1, json!({"max-length": 3})),
+        true,
+        "guest",
+    )
+    .unwrap();
     let (_c, ch) = broker.channel().await;
     queue_with(&ch, "pq-arg10", &[("x-max-length", AMQPValue::LongInt(10))]).await;
     queue_with(&ch, "pq-arg2", &[("x-max-length", AMQPValue::LongInt(2))]).await;
@@ -86,8 +94,12 @@ async fn a_policy_applies_at_once_to_existing_queues_and_clearing_it_gives_them_
     let (_c, ch) = broker.channel().await;
     queue_with(&ch, "live", &[]).await;
     fill(&ch, "live", 10).await;
-    b.set_policy(policy("cap", "^live$", 0, json!({"max-length": 4})), false)
-        .unwrap();
+    b.set_policy(
+        policy("cap", "^live$", 0, json!({"max-length": 4})),
+        false,
+        "guest",
+    )
+    .unwrap();
     assert_eq!(
         queue_counts(&ch, "live").await.0,
         4,
@@ -99,7 +111,7 @@ async fn a_policy_applies_at_once_to_existing_queues_and_clearing_it_gives_them_
         .unwrap()
         .expect("a message");
     assert_eq!(got.delivery.data, b"6", "the oldest went first");
-    assert!(b.clear_policy("/", "cap", false));
+    assert!(b.clear_policy("/", "cap", false, "guest"));
     fill(&ch, "live", 10).await;
     assert_eq!(
         queue_counts(&ch, "live").await.0,
@@ -112,11 +124,16 @@ async fn a_policy_applies_at_once_to_existing_queues_and_clearing_it_gives_them_
 async fn the_highest_priority_policy_wins_and_applies_to_new_queues() {
     let broker = TestBroker::start().await;
     let b = &broker.server.broker;
-    b.set_policy(policy("low", "^orders", 0, json!({"max-length": 1})), false)
-        .unwrap();
+    b.set_policy(
+        policy("low", "^orders", 0, json!({"max-length": 1})),
+        false,
+        "guest",
+    )
+    .unwrap();
     b.set_policy(
         policy("high", "^orders\\.", 10, json!({"max-length": 2})),
         false,
+        "guest",
     )
     .unwrap();
     let (_c, ch) = broker.channel().await;
@@ -152,7 +169,7 @@ async fn dead_lettering_comes_from_a_policy_unless_the_queue_says() {
     .await;
     queue_with(&ch, "work", &[]).await;
     let definition = json!({"dead-letter-exchange": "", "dead-letter-routing-key": "from-policy"});
-    b.set_policy(policy("dlx", "^work", 0, definition), false)
+    b.set_policy(policy("dlx", "^work", 0, definition), false, "guest")
         .unwrap();
     for q in ["work", "work-own"] {
         fill(&ch, q, 1).await;
@@ -222,10 +239,10 @@ async fn an_alternate_exchange_can_come_from_a_policy() {
     .unwrap();
     let mut ae = policy("ae", "^orders$", 0, json!({"alternate-exchange": "ae"}));
     ae.apply_to = ApplyTo::Exchanges;
-    b.set_policy(ae, false).unwrap();
+    b.set_policy(ae, false, "guest").unwrap();
     publish(&ch, "orders", "nobody", b"lost without the policy").await;
     assert_eq!(queue_counts(&ch, "unrouted").await.0, 1);
-    assert!(b.clear_policy("/", "ae", false));
+    assert!(b.clear_policy("/", "ae", false, "guest"));
     publish(&ch, "orders", "nobody", b"dropped").await;
     assert_eq!(queue_counts(&ch, "unrouted").await.0, 1);
 }
@@ -246,7 +263,11 @@ async fn policies_survive_a_restart_and_apply_to_recovered_queues() {
         broker
             .server
             .broker
-            .set_policy(policy("cap", "^kept$", 0, json!({"max-length": 2})), false)
+            .set_policy(
+                policy("cap", "^kept$", 0, json!({"max-length": 2})),
+                false,
+                "guest",
+            )
             .unwrap();
         broker.server.stop().await.unwrap();
     }
@@ -269,6 +290,7 @@ async fn a_message_ttl_policy_applies_to_messages_published_after_it() {
     b.set_policy(
         policy("short", "^ttl$", 0, json!({"message-ttl": 50})),
         false,
+        "guest",
     )
     .unwrap();
     fill(&ch, "ttl", 1).await;

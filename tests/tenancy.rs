@@ -23,13 +23,16 @@ fn grant_all(b: &TestBroker, user: &str, vhost: &str) {
     let all = ".*".to_owned();
     broker_of(b)
         .metadata
-        .set_permissions(PermissionSpec {
-            user: user.into(),
-            vhost: vhost.into(),
-            configure: all.clone(),
-            write: all.clone(),
-            read: all,
-        })
+        .set_permissions(
+            PermissionSpec {
+                user: user.into(),
+                vhost: vhost.into(),
+                configure: all.clone(),
+                write: all.clone(),
+                read: all,
+            },
+            "guest",
+        )
         .expect("permissions set");
 }
 
@@ -41,7 +44,7 @@ async fn a_user_exported_from_rabbitmq_logs_in_with_its_password() {
     // As `rabbitmqctl export_definitions` wrote alice, whose password is "s3cret".
     let exported = r#"{"name":"alice","password_hash":"UclMGAgN/EqdnV+52Wf4tgHfIMT13OQBfesk052nENbC4D8r","hashing_algorithm":"rabbit_password_hashing_sha256","tags":[]}"#;
     let alice: User = serde_json::from_str(exported).unwrap();
-    broker_of(&broker).metadata.put_user(alice);
+    broker_of(&broker).metadata.put_user(alice, "guest");
     grant_all(&broker, "alice", "/");
     let (_conn, ch) = channel_as(&broker, "alice", "s3cret", "/").await;
     declare_queue(&ch, "alice-works").await;
@@ -56,7 +59,7 @@ async fn a_user_without_permissions_on_a_vhost_is_refused_with_530() {
     let broker = TestBroker::start().await;
     broker_of(&broker)
         .metadata
-        .put_user(User::new("bob", Some("pw"), Vec::new()));
+        .put_user(User::new("bob", Some("pw"), Vec::new()), "guest");
     let err = connect_as(&broker, "bob", "pw", "/")
         .await
         .expect_err("bob has no permissions on /");
@@ -72,7 +75,7 @@ async fn a_user_without_permissions_on_a_vhost_is_refused_with_530() {
 #[tokio::test]
 async fn nothing_is_visible_across_vhosts() {
     let broker = TestBroker::start().await;
-    broker_of(&broker).add_vhost(VhostRecord::named("shop"));
+    broker_of(&broker).add_vhost(VhostRecord::named("shop"), "guest");
     grant_all(&broker, "guest", "shop");
     let (_root, in_root) = channel_as(&broker, "guest", "guest", "/").await;
     let (_shop, in_shop) = channel_as(&broker, "guest", "guest", "shop").await;
@@ -111,7 +114,7 @@ async fn nothing_is_visible_across_vhosts() {
 #[tokio::test]
 async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held() {
     let broker = TestBroker::start().await;
-    broker_of(&broker).add_vhost(VhostRecord::named("temp"));
+    broker_of(&broker).add_vhost(VhostRecord::named("temp"), "guest");
     grant_all(&broker, "guest", "temp");
     let (_bystander, in_root) = channel_as(&broker, "guest", "guest", "/").await;
     let (conn, ch) = channel_as(&broker, "guest", "guest", "temp").await;
@@ -119,7 +122,7 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held
     publish(&ch, "", "doomed", b"gone with the vhost").await;
     assert_eq!(queue_counts(&ch, "doomed").await.0, 1);
     let closing = closed_with(&conn);
-    assert!(broker_of(&broker).delete_vhost("temp"));
+    assert!(broker_of(&broker).delete_vhost("temp", "guest"));
     let err = closing.await;
     assert_eq!(reply_code(&err), Some(320));
     assert_eq!(
@@ -130,10 +133,13 @@ async fn deleting_a_vhost_closes_its_connections_with_320_and_drops_what_it_held
         .await
         .expect_err("the vhost is gone");
     assert_eq!(reply_code(&err), Some(530));
-    assert!(!broker_of(&broker).delete_vhost("temp"), "deleted once");
+    assert!(
+        !broker_of(&broker).delete_vhost("temp", "guest"),
+        "deleted once"
+    );
 
     // Created again, it starts empty and without the old permissions.
-    broker_of(&broker).add_vhost(VhostRecord::named("temp"));
+    broker_of(&broker).add_vhost(VhostRecord::named("temp"), "guest");
     assert!(broker_of(&broker)
         .metadata
         .permissions("guest", "temp")
@@ -157,12 +163,12 @@ async fn deleting_a_user_closes_its_connections_with_320() {
     let broker = TestBroker::start().await;
     broker_of(&broker)
         .metadata
-        .put_user(User::new("carol", Some("pw"), Vec::new()));
+        .put_user(User::new("carol", Some("pw"), Vec::new()), "guest");
     grant_all(&broker, "carol", "/");
     let (_guest, in_root) = channel_as(&broker, "guest", "guest", "/").await;
     let (conn, _ch) = channel_as(&broker, "carol", "pw", "/").await;
     let closing = closed_with(&conn);
-    assert!(broker_of(&broker).delete_user("carol"));
+    assert!(broker_of(&broker).delete_user("carol", "guest"));
     let err = closing.await;
     assert_eq!(
         reply_text(&err).as_deref(),
@@ -183,12 +189,11 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
         let broker = TestBroker::start_in(dir.path()).await;
         let mut record = VhostRecord::named("kept");
         record.description = "kept across restarts".into();
-        broker_of(&broker).add_vhost(record);
-        broker_of(&broker).metadata.put_user(User::new(
-            "dave",
-            Some("pw"),
-            vec!["monitoring".into()],
-        ));
+        broker_of(&broker).add_vhost(record, "guest");
+        broker_of(&broker).metadata.put_user(
+            User::new("dave", Some("pw"), vec!["monitoring".into()]),
+            "guest",
+        );
         grant_all(&broker, "dave", "kept");
         let (_c, ch) = channel_as(&broker, "dave", "pw", "kept").await;
         let durable = QueueDeclareOptions {

@@ -270,11 +270,13 @@ impl Broker {
     }
 
     /// Imports definitions, into `into` when they are one vhost's. Stops at the first item
-    /// that cannot be imported (what came before it stays, as in RabbitMQ).
+    /// that cannot be imported (what came before it stays, as in RabbitMQ). `by` is the user
+    /// importing them, for events.
     pub fn import_definitions(
         &self,
         defs: Definitions,
         into: Option<&str>,
+        by: &str,
     ) -> Result<(), ImportError> {
         let vhost_of = |v: Option<String>| -> Result<String, ImportError> {
             match (into, v) {
@@ -284,7 +286,7 @@ impl Broker {
             }
         };
         if into.is_none() {
-            self.import_tenancy(&defs)?;
+            self.import_tenancy(&defs, by)?;
         }
         for p in defs.parameters.unwrap_or_default() {
             let vhost = vhost_of(p.vhost)?;
@@ -305,20 +307,20 @@ impl Broker {
                 definition: p.definition,
             };
             self.existing(&spec.vhost)?;
-            self.set_policy(spec, false)
+            self.set_policy(spec, false, by)
                 .map_err(|e| ImportError::Invalid(e.to_string()))?;
         }
         for q in defs.queues.unwrap_or_default() {
             let vhost = self.existing(&vhost_of(q.vhost.clone())?)?;
-            import_queue(self, &vhost, q);
+            import_queue(self, &vhost, q, by);
         }
         for x in defs.exchanges.unwrap_or_default() {
             let vhost = self.existing(&vhost_of(x.vhost.clone())?)?;
-            import_exchange(&vhost, x);
+            import_exchange(&vhost, x, by);
         }
         for b in defs.bindings.unwrap_or_default() {
             let vhost = self.existing(&vhost_of(b.vhost.clone())?)?;
-            import_binding(self, &vhost, b);
+            import_binding(self, &vhost, b, by);
         }
         Ok(())
     }
@@ -330,22 +332,25 @@ impl Broker {
     }
 
     /// Users, vhosts, permissions, topic permissions and global parameters.
-    fn import_tenancy(&self, defs: &Definitions) -> Result<(), ImportError> {
+    fn import_tenancy(&self, defs: &Definitions, by: &str) -> Result<(), ImportError> {
         for u in defs.users.iter().flatten() {
-            self.metadata.put_user(User {
+            let user = User {
                 name: u.name.clone(),
                 password_hash: u.password_hash.clone(),
                 hashing_algorithm: u.hashing_algorithm,
                 tags: u.tags.clone().into_vec(),
                 limits: u.limits.clone(),
-            });
+            };
+            self.metadata.put_user(user, by);
         }
         for v in defs.vhosts.iter().flatten() {
-            self.add_vhost(vhost_record(self.metadata.vhost(&v.name), v));
+            self.add_vhost(vhost_record(self.metadata.vhost(&v.name), v), by);
         }
         let invalid = |e: super::metadata::MetaError| ImportError::Invalid(e.to_string());
         for p in defs.permissions.iter().flatten() {
-            self.metadata.set_permissions(p.clone()).map_err(invalid)?;
+            self.metadata
+                .set_permissions(p.clone(), by)
+                .map_err(invalid)?;
         }
         for p in defs.topic_permissions.iter().flatten() {
             self.metadata
@@ -451,7 +456,7 @@ fn object(v: Value) -> Map<String, Value> {
 
 /// Declares a queue unless it exists; a declaration that fails is logged and skipped, as
 /// RabbitMQ skips it.
-fn import_queue(broker: &Broker, vhost: &VHost, q: QueueDef) {
+fn import_queue(broker: &Broker, vhost: &VHost, q: QueueDef, by: &str) {
     let spec = QueueSpec {
         name: q.name.clone(),
         durable: q.durable,
@@ -460,7 +465,7 @@ fn import_queue(broker: &Broker, vhost: &VHost, q: QueueDef) {
         ..QueueSpec::default()
     };
     if vhost.queue(&q.name).is_err() {
-        if let Err(e) = vhost.declare_queue(spec, broker.next_connection_id()) {
+        if let Err(e) = vhost.declare_queue(spec, broker.next_connection_id(), by) {
             warn!(
                 "definitions: queue '{}' in vhost '{}' skipped: {e}",
                 q.name, vhost.name
@@ -469,7 +474,7 @@ fn import_queue(broker: &Broker, vhost: &VHost, q: QueueDef) {
     }
 }
 
-fn import_exchange(vhost: &VHost, x: ExchangeDef) {
+fn import_exchange(vhost: &VHost, x: ExchangeDef, by: &str) {
     if x.name.is_empty() || x.name.starts_with("amq.") || vhost.exchange(&x.name).is_ok() {
         return;
     }
@@ -482,7 +487,7 @@ fn import_exchange(vhost: &VHost, x: ExchangeDef) {
         arguments: json_to_table(&x.arguments),
         passive: false,
     };
-    if let Err(e) = vhost.declare_exchange(spec) {
+    if let Err(e) = vhost.declare_exchange(spec, by) {
         warn!(
             "definitions: exchange '{}' in vhost '{}' skipped: {e}",
             x.name, vhost.name
@@ -490,7 +495,7 @@ fn import_exchange(vhost: &VHost, x: ExchangeDef) {
     }
 }
 
-fn import_binding(broker: &Broker, vhost: &VHost, b: BindingDef) {
+fn import_binding(broker: &Broker, vhost: &VHost, b: BindingDef, by: &str) {
     let arguments = json_to_table(&b.arguments);
     let bound = match b.destination_type.as_str() {
         "queue" => vhost.bind_queue(
@@ -499,8 +504,9 @@ fn import_binding(broker: &Broker, vhost: &VHost, b: BindingDef) {
             &b.routing_key,
             arguments,
             broker.next_connection_id(),
+            by,
         ),
-        _ => vhost.bind_exchange(&b.destination, &b.source, &b.routing_key, arguments),
+        _ => vhost.bind_exchange(&b.destination, &b.source, &b.routing_key, arguments, by),
     };
     if let Err(e) = bound {
         warn!(

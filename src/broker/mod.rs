@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod definitions;
 pub mod delayed;
 pub mod delivery;
+pub mod events;
 pub mod exchange;
 pub mod field_json;
 pub mod field_types;
@@ -73,6 +74,8 @@ pub struct Broker {
     pub reply_to: reply_to::ReplyTo,
     /// The node's message totals, as the sampler last summed them, and their history.
     pub stats: stats::Stats,
+    /// Where connections, vhosts and the metadata emit events for `amq.rabbitmq.event`.
+    pub events: events::EventSink,
 }
 
 impl Broker {
@@ -102,6 +105,7 @@ impl Broker {
             meta,
         } = recovery::recover(store, config.queue_window, hooks.clone())?;
         let (held, held_rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = events::channel();
         for message in recovered_held {
             let _ = held.send(message);
         }
@@ -110,12 +114,18 @@ impl Broker {
             password: config.default_pass.clone(),
             vhost: config.default_vhost.clone(),
         };
-        let metadata = Arc::new(Metadata::recover(store.clone(), meta, &defaults));
+        let metadata = Arc::new(Metadata::recover(
+            store.clone(),
+            meta,
+            &defaults,
+            events.clone(),
+        ));
         let services = Services {
             dead_letters: dead_letter_rx,
             timers: timer_rx,
             held: held_rx,
             memory: Arc::downgrade(&memory),
+            events: events_rx,
         };
         let broker = Self {
             config,
@@ -133,6 +143,7 @@ impl Broker {
             held,
             reply_to: reply_to::ReplyTo::default(),
             stats: stats::Stats::default(),
+            events,
         };
         broker.reconcile_vhosts();
         Ok(broker)
@@ -147,7 +158,7 @@ impl Broker {
             vhost.set_tracing(record.tracing);
         }
         for vhost in self.vhosts.iter() {
-            vhost.attach(self.metadata.clone());
+            self.attach(&vhost);
             vhost.apply_policies();
         }
         let unrecorded: Vec<String> = self
@@ -157,19 +168,25 @@ impl Broker {
             .map(|v| v.key().clone())
             .collect();
         for name in unrecorded {
-            self.metadata.put_vhost(metadata::VhostRecord::named(&name));
+            let record = metadata::VhostRecord::named(&name);
+            self.metadata.put_vhost(record, events::INTERNAL_USER);
         }
     }
 
-    /// Creates a vhost (or updates its record if it exists) and returns it running.
-    pub fn add_vhost(&self, record: metadata::VhostRecord) -> Arc<VHost> {
+    /// Creates a vhost (or updates its record if it exists) and returns it running. `by` is
+    /// who asked, for events.
+    pub fn add_vhost(&self, record: metadata::VhostRecord, by: &str) -> Arc<VHost> {
         let (name, max_queues, tracing) = (
             record.name.clone(),
             metadata::limit(&record.limits, "max-queues"),
             record.tracing,
         );
-        self.metadata.put_vhost(record);
+        let created = self.metadata.vhost(&name).is_none();
         let vhost = self.vhost_or_new(&name);
+        if created {
+            vhost.announce_exchanges(by);
+        }
+        self.metadata.put_vhost(record, by);
         vhost.set_max_queues(max_queues);
         vhost.set_tracing(tracing);
         vhost
@@ -194,9 +211,10 @@ impl Broker {
         &self,
         spec: metadata::policies::PolicySpec,
         operator: bool,
+        by: &str,
     ) -> Result<(), metadata::policies::PolicyError> {
         let vhost = spec.vhost.clone();
-        self.metadata.set_policy(spec, operator)?;
+        self.metadata.set_policy(spec, operator, by)?;
         if let Some(v) = self.vhost(&vhost) {
             v.apply_policies();
         }
@@ -205,8 +223,8 @@ impl Broker {
 
     /// Clears a policy; what it applied to goes back to its own arguments (or the next
     /// policy). False if there was none.
-    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool) -> bool {
-        let cleared = self.metadata.clear_policy(vhost, name, operator);
+    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool, by: &str) -> bool {
+        let cleared = self.metadata.clear_policy(vhost, name, operator, by);
         if let (true, Some(v)) = (cleared, self.vhost(vhost)) {
             v.apply_policies();
         }
@@ -215,8 +233,8 @@ impl Broker {
 
     /// Deletes a vhost: its connections are closed with 320, then its queues (and their
     /// messages), exchanges, bindings and permissions go. False if there was no such vhost.
-    pub fn delete_vhost(&self, name: &str) -> bool {
-        if !self.metadata.remove_vhost(name) {
+    pub fn delete_vhost(&self, name: &str, by: &str) -> bool {
+        if !self.metadata.remove_vhost(name, by) {
             return false;
         }
         self.connections.close_where(
@@ -229,8 +247,9 @@ impl Broker {
             },
         );
         if let Some((_, vhost)) = self.vhosts.remove(name) {
-            vhost.destroy();
+            vhost.destroy(by);
         }
+        self.metadata.vhost_deleted(name, by);
         true
     }
 
@@ -245,8 +264,8 @@ impl Broker {
 
     /// Deletes a user and its permissions; its connections are closed with 320. False if
     /// there was no such user.
-    pub fn delete_user(&self, name: &str) -> bool {
-        if !self.metadata.remove_user(name) {
+    pub fn delete_user(&self, name: &str, by: &str) -> bool {
+        if !self.metadata.remove_user(name, by) {
             return false;
         }
         self.connections.close_where(
@@ -272,10 +291,19 @@ impl Broker {
                     self.config.queue_window,
                     self.hooks.clone(),
                 );
-                vhost.attach(self.metadata.clone());
+                self.attach(&vhost);
                 Arc::new(vhost)
             })
             .clone()
+    }
+
+    /// Connects a vhost to the metadata (policies) and the event sink; the default vhost
+    /// also gets the event exchange.
+    fn attach(&self, vhost: &VHost) {
+        vhost.attach(self.metadata.clone(), self.events.clone());
+        if vhost.name == self.config.default_vhost {
+            vhost.add_event_exchange();
+        }
     }
 
     /// Starts the broker's own tasks (dead-lettering, queue timers). Call once, from within
@@ -291,6 +319,7 @@ impl Broker {
         tokio::spawn(timers::run(services.timers, Arc::downgrade(self)));
         tokio::spawn(delayed::run(services.held, Arc::downgrade(self)));
         tokio::spawn(memory::trim_after_drains(services.memory));
+        tokio::spawn(events::run(services.events, Arc::downgrade(self)));
         let every = std::time::Duration::from_millis(self.config.collect_statistics_interval);
         tokio::spawn(sampler::run(Arc::downgrade(self), every));
     }
@@ -365,4 +394,5 @@ struct Services {
     timers: mpsc::UnboundedReceiver<queue::Wake>,
     held: mpsc::UnboundedReceiver<delayed::Held>,
     memory: std::sync::Weak<memory::MemoryGauge>,
+    events: events::EventReceiver,
 }

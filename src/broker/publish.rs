@@ -85,4 +85,34 @@ impl Broker {
         let Enqueued { stored, .. } = enqueue(&self.store, message, &mut queues);
         Ok(Published { routed, stored })
     }
+
+    /// Publishes what the broker itself emits (trace copies, events) to one of its internal
+    /// exchanges: routed without being traced, never returned, confirmed or refused.
+    pub(super) fn publish_internal(
+        &self,
+        vhost: &VHost,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) {
+        let Ok(x) = vhost.exchange(exchange) else {
+            return;
+        };
+        let key = warren_amqp::short_string(routing_key);
+        let input = RoutingInput {
+            routing_key: key.as_str(),
+            headers: None,
+            properties: None,
+        };
+        let (mut scratch, mut queues) = (Vec::new(), Vec::new());
+        vhost.route(&x, &input, &mut scratch, &mut queues);
+        if queues.is_empty() {
+            return;
+        }
+        let mut raw = BytesMut::new();
+        encode::properties(&mut raw, &properties);
+        let message = Message::from_parts(x.name.clone(), key, &properties, raw.freeze(), body);
+        enqueue(&self.store, message, &mut queues);
+    }
 }

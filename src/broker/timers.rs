@@ -58,6 +58,6 @@ fn wake(queue: &Arc<Queue>, broker: &Weak<Broker>) {
             "queue '{}' in vhost '{}' expired unused",
             queue.name, queue.vhost
         );
-        vhost.remove_queue(queue);
+        vhost.remove_queue(queue, super::events::INTERNAL_USER);
     }
 }

@@ -4,15 +4,13 @@
 //! headers. Copies are enqueued directly, so they are never traced themselves; with the flag
 //! off, a publish or delivery pays one relaxed atomic load.
 
-use super::delivery::enqueue;
-use super::exchange::RoutingInput;
 use super::message::Message;
 use super::queue::Queue;
 use super::vhost::VHost;
 use super::Broker;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
-use warren_amqp::{encode, AMQPValue, BasicProperties, FieldArray, FieldTable, ShortString};
+use warren_amqp::{AMQPValue, BasicProperties, FieldArray, FieldTable, ShortString};
 
 /// The trace exchange of every vhost: topic, durable, internal.
 pub use super::vhost::TRACE_EXCHANGE as EXCHANGE;
@@ -139,24 +137,7 @@ impl Broker {
     }
 
     fn send_trace(&self, vhost: &VHost, key: &str, headers: FieldTable, body: Bytes) {
-        let Ok(exchange) = vhost.exchange(EXCHANGE) else {
-            return;
-        };
         let properties = BasicProperties::default().with_headers(headers);
-        let mut raw = BytesMut::new();
-        encode::properties(&mut raw, &properties);
-        let key = warren_amqp::short_string(key);
-        let input = RoutingInput {
-            routing_key: key.as_str(),
-            headers: None,
-            properties: None,
-        };
-        let (mut scratch, mut queues) = (Vec::new(), Vec::new());
-        vhost.route(&exchange, &input, &mut scratch, &mut queues);
-        if queues.is_empty() {
-            return;
-        }
-        let message = Message::from_parts(EXCHANGE.into(), key, &properties, raw.freeze(), body);
-        enqueue(&self.store, message, &mut queues);
+        self.publish_internal(vhost, EXCHANGE, key, properties, body);
     }
 }

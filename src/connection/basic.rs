@@ -289,9 +289,14 @@ impl Connection {
         });
         // Deliveries reach the client through the mailbox, after this reply is written.
         queue.add_consumer(consumer.clone())?;
-        channel
-            .consumers
-            .insert(tag.clone(), ChannelConsumer { consumer, queue });
+        channel.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                consumer: consumer.clone(),
+                queue: queue.clone(),
+            },
+        );
+        self.emit_consumer_created(&consumer, queue.name.as_str(), &m.arguments);
         self.reply(
             channel_id,
             m.nowait,
@@ -304,7 +309,8 @@ impl Connection {
         // The tag may be the channel's direct reply-to consumer's.
         if !self.cancel_replies(channel_id, &m.consumer_tag) {
             if let Some(c) = self.channel(channel_id)?.consumers.remove(&m.consumer_tag) {
-                self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue);
+                let by = self.user.clone();
+                self.release_consumer(channel_id, m.consumer_tag.as_str(), &c.queue, &by);
             }
         }
         let ok = b::CancelOk {

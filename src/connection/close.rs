@@ -3,6 +3,7 @@
 
 use super::channel::{self, requeue_all, ChannelState};
 use super::{Connection, ConnectionEnd, CLOSE_TIMEOUT};
+use crate::broker::events::INTERNAL_USER;
 use crate::broker::queue::ConnectionEvent;
 use crate::broker::queue::{ConsumerRemoval, Queue};
 use crate::error::AmqpError;
@@ -83,6 +84,7 @@ impl Connection {
     /// A closed channel's id is free again, and the channel no longer counts for its user.
     pub(super) fn forget_channel(&mut self, channel_id: u16) {
         if self.channels.remove(&channel_id).is_some() {
+            self.emit_channel_closed(channel_id);
             self.broker
                 .connections
                 .close_channels(&self.user, self.id, 1);
@@ -115,23 +117,33 @@ impl Connection {
         }
         requeue_all(unacked);
         for c in consumers {
-            self.release_consumer(channel_id, c.consumer.tag.as_str(), &c.queue);
+            let tag = c.consumer.tag.as_str();
+            self.release_consumer(channel_id, tag, &c.queue, INTERNAL_USER);
         }
     }
 
-    pub(super) fn release_consumer(&mut self, channel_id: u16, tag: &str, queue: &Arc<Queue>) {
-        if queue.remove_consumer(self.id, channel_id, tag)
-            == ConsumerRemoval::RemovedLastOfAutoDelete
-        {
-            self.delete_queue_now(queue);
+    /// Removes a consumer from its queue (`by`: who cancelled it, for the event), and the
+    /// queue with it when it was an auto-delete queue's last.
+    pub(super) fn release_consumer(
+        &mut self,
+        channel_id: u16,
+        tag: &str,
+        queue: &Arc<Queue>,
+        by: &str,
+    ) {
+        let removal = queue.remove_consumer(self.id, channel_id, tag);
+        self.emit_consumer_deleted(channel_id, tag, queue.name.as_str(), by);
+        if removal == ConsumerRemoval::RemovedLastOfAutoDelete {
+            self.delete_queue_now(queue, INTERNAL_USER);
         }
     }
 
     /// Deletes a queue and tells every consumer it had, on any connection, via basic.cancel.
     /// The cancels travel through mailboxes, so on this connection they follow the reply to
     /// the method that deleted the queue, as in RabbitMQ.
-    pub(super) fn delete_queue_now(&mut self, queue: &Arc<Queue>) -> u32 {
-        self.vhost.delete_queue(queue)
+    /// `by` is who deleted it, for the event.
+    pub(super) fn delete_queue_now(&self, queue: &Arc<Queue>, by: &str) -> u32 {
+        self.vhost.delete_queue(queue, by)
     }
 
     /// Tells the client its consumer is gone, if it said it understands that
@@ -158,6 +170,7 @@ impl Connection {
         let open = self.channels.len();
         for id in self.channels.keys() {
             self.details.close_channel(*id);
+            self.emit_channel_closed(*id);
         }
         self.channels.clear();
         self.broker
@@ -165,7 +178,7 @@ impl Connection {
             .close_channels(&self.user, self.id, open);
         for q in std::mem::take(&mut self.exclusive_queues) {
             if !q.is_deleted() {
-                self.delete_queue_now(&q);
+                self.delete_queue_now(&q, INTERNAL_USER);
             }
         }
     }

@@ -205,6 +205,7 @@ impl Connection {
                 }
                 let stats = self.details.open_channel(frame.channel);
                 self.channels.insert(frame.channel, Channel::new(stats));
+                self.emit_channel_created(frame.channel);
                 self.io.send(
                     frame.channel,
                     &AMQPClass::Channel(ch::AMQPMethod::OpenOk(ch::OpenOk {})),

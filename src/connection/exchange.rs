@@ -13,15 +13,18 @@ impl Connection {
         if !m.passive {
             self.check(Access::Configure, Resource::Exchange, m.exchange.as_str())?;
         }
-        self.vhost.declare_exchange(ExchangeSpec {
-            name: m.exchange.to_string(),
-            kind: m.kind.to_string(),
-            passive: m.passive,
-            durable: m.durable,
-            auto_delete: m.auto_delete,
-            internal: m.internal,
-            arguments: m.arguments,
-        })?;
+        self.vhost.declare_exchange(
+            ExchangeSpec {
+                name: m.exchange.to_string(),
+                kind: m.kind.to_string(),
+                passive: m.passive,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            },
+            &self.user,
+        )?;
         self.reply(
             channel,
             m.nowait,
@@ -33,7 +36,7 @@ impl Connection {
     pub(super) fn exchange_delete(&mut self, channel: u16, m: x::Delete) -> AmqpResult<()> {
         self.check(Access::Configure, Resource::Exchange, m.exchange.as_str())?;
         self.vhost
-            .delete_exchange(m.exchange.as_str(), m.if_unused)?;
+            .delete_exchange(m.exchange.as_str(), m.if_unused, &self.user)?;
         self.reply(
             channel,
             m.nowait,
@@ -49,6 +52,7 @@ impl Connection {
             m.source.as_str(),
             m.routing_key.as_str(),
             m.arguments,
+            &self.user,
         )?;
         self.reply(
             channel,
@@ -65,6 +69,7 @@ impl Connection {
             m.source.as_str(),
             m.routing_key.as_str(),
             &m.arguments,
+            &self.user,
         )?;
         self.reply(
             channel,

@@ -1,10 +1,12 @@
 //! The opening of a connection: protocol header, connection.start / start-ok (SASL PLAIN or
 //! AMQPLAIN), tune / tune-ok, open / open-ok.
 
+use super::events::Login;
 use super::{ConnectionEnd, Io};
 use crate::broker::connections::Refusal;
 use crate::broker::metadata::limit;
 use crate::broker::metadata::permissions::{Permission, TopicPermission};
+use crate::broker::queue::ConnectionId;
 use crate::broker::vhost::VHost;
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -33,15 +35,24 @@ pub(crate) struct Negotiated {
     pub generation: u64,
 }
 
+/// The socket a handshake runs on, and the id its connection will have.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Socket {
+    pub id: ConnectionId,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
 /// Runs the handshake within the configured timeout. `Ok(None)`: the client was refused and
 /// has been told so.
 pub(crate) async fn run(
     io: &mut Io,
     broker: &Broker,
-    peer: SocketAddr,
+    socket: Socket,
 ) -> Result<Option<Negotiated>, ConnectionEnd> {
+    let peer = socket.peer;
     let limit = Duration::from_secs(broker.config.handshake_timeout);
-    match tokio::time::timeout(limit, negotiate(io, broker, peer)).await {
+    match tokio::time::timeout(limit, negotiate(io, broker, socket)).await {
         Ok(Ok(n)) => Ok(Some(n)),
         Ok(Err(ConnectionEnd::Protocol(error))) => {
             warn!(%peer, "refusing connection: {error}");
@@ -65,8 +76,9 @@ pub(crate) async fn run(
 async fn negotiate(
     io: &mut Io,
     broker: &Broker,
-    peer: SocketAddr,
+    socket: Socket,
 ) -> Result<Negotiated, ConnectionEnd> {
+    let peer = socket.peer;
     let mut header = [0u8; 8];
     io.reader.read_exact(&mut header).await?;
     if &header != PROTOCOL_HEADER {
@@ -84,11 +96,19 @@ async fn negotiate(
     };
     let (user, password) = credentials(start_ok.mechanism.as_str(), start_ok.response.as_bytes())?;
     let loopback_only = broker.config.loopback_users.contains(&user);
+    let login = Login {
+        peer,
+        local: socket.local,
+        user: &user,
+        mechanism: start_ok.mechanism.as_str(),
+    };
     if !broker.authenticate(&user, &password) || (loopback_only && !peer.ip().is_loopback()) {
         broker.login_failed();
+        login.failed(broker, socket.id, &start_ok.client_properties);
         warn!(%peer, %user, "authentication failed (loopback-only user from a remote address, or wrong credentials)");
         return Err(refused(start_ok.mechanism.as_str()));
     }
+    login.succeeded(broker);
 
     let tune = conn::Tune {
         channel_max: broker.config.channel_max,

@@ -9,6 +9,7 @@ mod channel;
 mod close;
 mod describe;
 mod dispatch;
+mod events;
 mod exchange;
 mod handshake;
 mod queue;
@@ -64,14 +65,15 @@ pub async fn serve(
         input: BytesMut::with_capacity(64 * 1024),
         output: BytesMut::with_capacity(64 * 1024),
     };
-    let negotiated = match handshake::run(&mut io, &broker, peer).await {
-        Ok(Some(n)) => n,
-        Ok(None) => return,
-        Err(e) => {
-            debug!(%peer, "handshake ended: {e}");
-            return;
-        }
-    };
+    let negotiated =
+        match handshake::run(&mut io, &broker, handshake::Socket { id, peer, local }).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                debug!(%peer, "handshake ended: {e}");
+                return;
+            }
+        };
     info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
     let (mailbox, events) = mpsc::unbounded_channel();
     let details = Arc::new(ConnectionDetails {
@@ -119,6 +121,7 @@ pub async fn serve(
             negotiated.generation,
         ),
     };
+    connection.emit_connection_created();
     let mut events = events;
     let end = connection.run(&mut events, shutdown.clone()).await;
     connection.broker.connections.unregister(id);
@@ -126,6 +129,7 @@ pub async fn serve(
     let totals = connection.details.totals();
     connection.vhost.stats.counters.absorb(&totals);
     connection.cleanup(&mut events);
+    connection.emit_connection_closed();
     match end {
         Ok(Closed::ByClient(reason)) => {
             info!(%peer, "connection closed: {reason}");

@@ -37,6 +37,7 @@ impl Connection {
                 server_named: m.queue.as_str().is_empty() && !m.passive,
             },
             self.id,
+            &self.user,
         )?;
         if queue.exclusive_owner == Some(self.id)
             && !self
@@ -69,6 +70,7 @@ impl Connection {
             m.routing_key.as_str(),
             m.arguments,
             self.id,
+            &self.user,
         )?;
         self.reply(
             channel,
@@ -86,6 +88,7 @@ impl Connection {
             m.exchange.as_str(),
             m.routing_key.as_str(),
             &m.arguments,
+            &self.user,
         )?;
         self.reply(
             channel,
@@ -117,7 +120,7 @@ impl Connection {
                 // Checks first, through the vhost, then the deletion that notifies consumers.
                 self.vhost
                     .delete_queue_checks(&queue, m.if_unused, m.if_empty)?;
-                self.delete_queue_now(&queue)
+                self.delete_queue_now(&queue, &self.user)
             }
             Err(_) => 0,
         };

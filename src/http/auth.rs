@@ -24,6 +24,11 @@ const MANAGEMENT_TAGS: &[&str] = &["management", "policymaker", "monitoring", "a
 pub struct Authed(pub User);
 
 impl Authed {
+    /// The user's name, as events name who performed an action.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
     pub fn is_administrator(&self) -> bool {
         self.0.has_tag("administrator")
     }

@@ -283,6 +283,7 @@ pub async fn create(
                     &body.routing_key,
                     arguments.clone(),
                     broker.next_connection_id(),
+                    user.name(),
                 )
                 .map_err(missing)?;
         }
@@ -291,7 +292,13 @@ pub async fn create(
             user.may(&broker, &vhost.name, Access::Write, destination)?;
             user.may(&broker, &vhost.name, Access::Read, source)?;
             vhost
-                .bind_exchange(destination, source, &body.routing_key, arguments.clone())
+                .bind_exchange(
+                    destination,
+                    source,
+                    &body.routing_key,
+                    arguments.clone(),
+                    user.name(),
+                )
                 .map_err(missing)?;
         }
     }
@@ -329,8 +336,14 @@ pub async fn delete(
     user.may(&broker, &vhost.name, Access::Write, &destination)?;
     user.may(&broker, &vhost.name, Access::Read, source)?;
     match kind {
-        "queue" => vhost.unbind_queue(&destination, source, key, &arguments)?,
-        _ => vhost.unbind_exchange(exchange_name(&destination), source, key, &arguments)?,
+        "queue" => vhost.unbind_queue(&destination, source, key, &arguments, user.name())?,
+        _ => vhost.unbind_exchange(
+            exchange_name(&destination),
+            source,
+            key,
+            &arguments,
+            user.name(),
+        )?,
     }
     flushed(&broker).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -56,8 +56,13 @@ fn parsed(body: &[u8]) -> ApiResult<Definitions> {
     serde_json::from_slice(body).map_err(|_| ApiError::bad_request("failed_to_parse_json"))
 }
 
-async fn import(broker: &Broker, defs: Definitions, into: Option<&str>) -> ApiResult<StatusCode> {
-    let imported = broker.import_definitions(defs, into);
+async fn import(
+    broker: &Broker,
+    defs: Definitions,
+    into: Option<&str>,
+    user: &Authed,
+) -> ApiResult<StatusCode> {
+    let imported = broker.import_definitions(defs, into, user.name());
     // What was imported before a failure stays, so it is made durable either way.
     flushed(broker).await?;
     match imported {
@@ -75,7 +80,7 @@ pub async fn import_all(
     body: Bytes,
 ) -> ApiResult<StatusCode> {
     user.administrator()?;
-    import(&broker, parsed(&body)?, None).await
+    import(&broker, parsed(&body)?, None, &user).await
 }
 
 pub async fn import_vhost(
@@ -88,5 +93,5 @@ pub async fn import_vhost(
     if broker.metadata.vhost(&vhost).is_none() {
         return Err(ApiError::bad_request("vhost_not_found"));
     }
-    import(&broker, parsed(&body)?, Some(&vhost)).await
+    import(&broker, parsed(&body)?, Some(&vhost), &user).await
 }

@@ -131,15 +131,18 @@ pub async fn put(
         });
     }
     let existed = vhost.exchange(name).is_ok();
-    vhost.declare_exchange(ExchangeSpec {
-        name: name.to_owned(),
-        kind: body.kind,
-        passive: false,
-        durable: body.durable,
-        auto_delete: body.auto_delete,
-        internal: body.internal,
-        arguments,
-    })?;
+    vhost.declare_exchange(
+        ExchangeSpec {
+            name: name.to_owned(),
+            kind: body.kind,
+            passive: false,
+            durable: body.durable,
+            auto_delete: body.auto_delete,
+            internal: body.internal,
+            arguments,
+        },
+        user.name(),
+    )?;
     flushed(&broker).await?;
     Ok(created_or_updated(!existed))
 }
@@ -158,7 +161,7 @@ pub async fn delete(
     }
     vhost.exchange(name)?;
     let if_unused = params.get("if-unused").is_some_and(|v| v == "true");
-    vhost.delete_exchange(name, if_unused)?;
+    vhost.delete_exchange(name, if_unused, user.name())?;
     flushed(&broker).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -112,6 +112,7 @@ pub async fn aliveness(
             ..Default::default()
         },
         broker.next_connection_id(),
+        user.name(),
     )?;
     let exchange = vhost.exchange("")?;
     broker.publish(

@@ -13,16 +13,19 @@ use axum::Json;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// Full permissions for a user on a vhost (the creator of a vhost gets them).
+/// Full permissions for a user on a vhost (the creator of a vhost gets them, by themselves).
 pub fn grant_all(broker: &Broker, user: &str, vhost: &str) {
     let all = ".*".to_owned();
-    let _ = broker.metadata.set_permissions(PermissionSpec {
-        user: user.to_owned(),
-        vhost: vhost.to_owned(),
-        configure: all.clone(),
-        write: all.clone(),
-        read: all,
-    });
+    let _ = broker.metadata.set_permissions(
+        PermissionSpec {
+            user: user.to_owned(),
+            vhost: vhost.to_owned(),
+            configure: all.clone(),
+            write: all.clone(),
+            read: all,
+        },
+        user,
+    );
 }
 
 fn listed(specs: impl Iterator<Item = PermissionSpec>) -> Json<Value> {
@@ -100,11 +103,14 @@ pub async fn put(
         write: text("write"),
         read: text("read"),
     };
-    broker.metadata.set_permissions(spec).map_err(|e| match e {
-        MetaError::NoSuchUser(_) => ApiError::bad_request("no_such_user"),
-        MetaError::NoSuchVhost(_) => ApiError::bad_request("vhost_does_not_exist"),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
+    broker
+        .metadata
+        .set_permissions(spec, user.name())
+        .map_err(|e| match e {
+            MetaError::NoSuchUser(_) => ApiError::bad_request("no_such_user"),
+            MetaError::NoSuchVhost(_) => ApiError::bad_request("vhost_does_not_exist"),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
     flushed(&broker).await?;
     Ok(created_or_updated(!existed))
 }
@@ -115,7 +121,10 @@ pub async fn delete(
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     user.administrator()?;
-    if !broker.metadata.clear_permissions(&name, &vhost) {
+    if !broker
+        .metadata
+        .clear_permissions(&name, &vhost, user.name())
+    {
         return Err(ApiError::not_found());
     }
     flushed(&broker).await?;

@@ -107,12 +107,14 @@ pub async fn put<const OPERATOR: bool>(
         priority: body.priority,
         definition: body.definition,
     };
-    broker.set_policy(spec, OPERATOR).map_err(|e| match e {
-        // RabbitMQ's reason has the Erlang binaries' angle brackets HTML-escaped.
-        PolicyError::Invalid(_) | PolicyError::BadPattern(_) => {
-            ApiError::bad_request(e.to_string().replace('<', "&lt;").replace('>', "&gt;"))
-        }
-    })?;
+    broker
+        .set_policy(spec, OPERATOR, user.name())
+        .map_err(|e| match e {
+            // RabbitMQ's reason has the Erlang binaries' angle brackets HTML-escaped.
+            PolicyError::Invalid(_) | PolicyError::BadPattern(_) => {
+                ApiError::bad_request(e.to_string().replace('<', "&lt;").replace('>', "&gt;"))
+            }
+        })?;
     flushed(&broker).await?;
     Ok(created_or_updated(!existed))
 }
@@ -126,7 +128,7 @@ pub async fn delete<const OPERATOR: bool>(
         true => user.administrator()?,
         false => user.policymaker()?,
     }
-    if !broker.clear_policy(&vhost, &name, OPERATOR) {
+    if !broker.clear_policy(&vhost, &name, OPERATOR, user.name()) {
         return Err(ApiError::not_found());
     }
     flushed(&broker).await?;

@@ -206,6 +206,7 @@ pub async fn put(
             server_named: false,
         },
         broker.next_connection_id(),
+        user.name(),
     )?;
     flushed(&broker).await?;
     Ok(created_or_updated(!existed))
@@ -225,7 +226,7 @@ pub async fn delete(
     let q = vhost.queue(&name)?;
     user.may(&broker, &vhost.name, Access::Configure, &name)?;
     vhost.delete_queue_checks(&q, flag(&params, "if-unused"), flag(&params, "if-empty"))?;
-    vhost.delete_queue(&q);
+    vhost.delete_queue(&q, user.name());
     flushed(&broker).await?;
     Ok(StatusCode::NO_CONTENT)
 }

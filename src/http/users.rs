@@ -112,7 +112,7 @@ pub async fn put(
     if let Some(old) = &existing {
         updated.limits = old.limits.clone();
     }
-    broker.metadata.put_user(updated);
+    broker.metadata.put_user(updated, user.name());
     flushed(&broker).await?;
     Ok(created_or_updated(existing.is_none()))
 }
@@ -123,7 +123,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     user.administrator()?;
-    if !broker.delete_user(&name) {
+    if !broker.delete_user(&name, user.name()) {
         return Err(ApiError::not_found());
     }
     flushed(&broker).await?;
@@ -150,7 +150,7 @@ pub async fn bulk_delete(
         .unwrap_or_default();
     let mut missing = None;
     for name in names {
-        if !broker.delete_user(&name) && missing.is_none() {
+        if !broker.delete_user(&name, user.name()) && missing.is_none() {
             missing = Some(name);
         }
     }

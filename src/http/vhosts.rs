@@ -120,7 +120,7 @@ pub async fn put(
         Some(Value::Bool(on)) => record.tracing = on,
         Some(other) => return Err(ApiError::bad_request_value(json!(["not_boolean", other]))),
     }
-    broker.add_vhost(record);
+    broker.add_vhost(record, user.name());
     if created {
         // As `rabbitmqctl add_vhost` and the API do, the creator gets full permissions.
         super::permissions::grant_all(&broker, &user.0.name, &name);
@@ -135,7 +135,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     user.administrator()?;
-    if !broker.delete_vhost(&name) {
+    if !broker.delete_vhost(&name, user.name()) {
         return Err(ApiError::not_found());
     }
     flushed(&broker).await?;

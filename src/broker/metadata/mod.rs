@@ -7,12 +7,14 @@
 //! across nodes. Reads take a read lock on a small map and clone what they return (an `Arc`
 //! for permissions, which connections keep); `generation` tells caches that something changed.
 
+mod events;
 pub mod parameters;
 pub mod password;
 pub mod permissions;
 pub mod policies;
 pub mod users;
 
+use crate::broker::events::{EventSink, INTERNAL_USER};
 use crate::store::writer::Durable;
 use crate::store::{MetaKind, MetaRecord, StoreHandle, StoreOp};
 use permissions::{BadPattern, Permission, PermissionSpec, TopicPermission, TopicPermissionSpec};
@@ -120,7 +122,12 @@ struct State {
 
 impl State {
     /// Removes every permission and topic permission `matches` picks, in the store too.
-    fn drop_permissions(&mut self, store: &Metadata, matches: impl Fn(&str, &str) -> bool) {
+    fn drop_permissions(
+        &mut self,
+        store: &Metadata,
+        matches: impl Fn(&str, &str) -> bool,
+        by: &str,
+    ) {
         let gone: Vec<_> = self
             .permissions
             .keys()
@@ -130,6 +137,7 @@ impl State {
         for key in gone {
             self.permissions.remove(&key);
             store.forget(PERMISSION, permission_key(&key.0, &key.1));
+            store.permission_deleted(&key.1, &key.0, by);
         }
         let gone: Vec<_> = self
             .topics
@@ -150,12 +158,19 @@ pub struct Metadata {
     state: RwLock<State>,
     /// Bumped by every change to users or permissions, for caches of checks.
     generation: AtomicU64,
+    /// Where changes are reported (`metadata::events`).
+    events: EventSink,
 }
 
 impl Metadata {
     /// Reads the records the store kept. A store without users or vhosts is new (or from
     /// before tenancy existed): it gets the default user, vhost and permissions.
-    pub fn recover(store: Arc<StoreHandle>, records: Vec<MetaRecord>, defaults: &Defaults) -> Self {
+    pub fn recover(
+        store: Arc<StoreHandle>,
+        records: Vec<MetaRecord>,
+        defaults: &Defaults,
+        events: EventSink,
+    ) -> Self {
         let mut state = State::default();
         for r in records {
             if let Err(e) = state.load(&r) {
@@ -170,6 +185,7 @@ impl Metadata {
             store,
             state: RwLock::new(state),
             generation: AtomicU64::new(0),
+            events,
         };
         if fresh {
             metadata.create_defaults(defaults);
@@ -182,9 +198,9 @@ impl Metadata {
     fn create_defaults(&self, d: &Defaults) {
         let mut vhost = VhostRecord::named(&d.vhost);
         vhost.description = "Default virtual host".to_owned();
-        self.put_vhost(vhost);
+        self.put_vhost(vhost, INTERNAL_USER);
         let admin = vec!["administrator".to_owned()];
-        self.put_user(User::new(&d.user, Some(&d.password), admin));
+        self.put_user(User::new(&d.user, Some(&d.password), admin), INTERNAL_USER);
         let all = ".*".to_owned();
         let spec = PermissionSpec {
             user: d.user.clone(),
@@ -193,7 +209,7 @@ impl Metadata {
             write: all.clone(),
             read: all,
         };
-        if let Err(e) = self.set_permissions(spec) {
+        if let Err(e) = self.set_permissions(spec, INTERNAL_USER) {
             warn!("default permissions not set: {e}");
         }
     }
@@ -246,20 +262,29 @@ impl Metadata {
         self.read().vhosts.get(name).cloned()
     }
 
-    /// Creates or updates a vhost's record.
-    pub fn put_vhost(&self, record: VhostRecord) {
+    /// Creates or updates a vhost's record; `by` is who asked, for the event a creation
+    /// emits.
+    pub fn put_vhost(&self, record: VhostRecord, by: &str) {
         self.persist(VHOST, record.name.clone(), &record);
-        self.write().vhosts.insert(record.name.clone(), record);
+        let created = record.clone();
+        if self
+            .write()
+            .vhosts
+            .insert(record.name.clone(), record)
+            .is_none()
+        {
+            self.vhost_created(&created, by);
+        }
     }
 
     /// Removes a vhost's record and every permission in it; false if there was none.
-    pub fn remove_vhost(&self, name: &str) -> bool {
+    pub fn remove_vhost(&self, name: &str, by: &str) -> bool {
         let mut state = self.write();
         if state.vhosts.remove(name).is_none() {
             return false;
         }
         self.forget(VHOST, name.to_owned());
-        state.drop_permissions(self, |vhost, _| vhost == name);
+        state.drop_permissions(self, |vhost, _| vhost == name, by);
         self.drop_parameters(&mut state, name);
         let state = &mut *state;
         for (kind, map) in [
@@ -282,7 +307,7 @@ impl Metadata {
             .vhost(name)
             .ok_or_else(|| MetaError::NoSuchVhost(name.to_owned()))?;
         record.limits = limits;
-        self.put_vhost(record);
+        self.put_vhost(record, INTERNAL_USER);
         Ok(())
     }
 
@@ -295,7 +320,8 @@ impl Metadata {
             .user(name)
             .ok_or_else(|| MetaError::NoSuchUser(name.to_owned()))?;
         user.limits = limits;
-        self.put_user(user);
+        self.persist(USER, user.name.clone(), &user);
+        self.write().users.insert(user.name.clone(), user);
         Ok(())
     }
 
@@ -307,20 +333,22 @@ impl Metadata {
         self.read().users.get(name).cloned()
     }
 
-    /// Creates or replaces a user.
-    pub fn put_user(&self, user: User) {
+    /// Creates or replaces a user; `by` is who asked, for the events.
+    pub fn put_user(&self, user: User, by: &str) {
         self.persist(USER, user.name.clone(), &user);
-        self.write().users.insert(user.name.clone(), user);
+        let old = self.write().users.insert(user.name.clone(), user.clone());
+        self.user_put(old.as_ref(), &user, by);
     }
 
     /// Removes a user and its permissions; false if there was none.
-    pub fn remove_user(&self, name: &str) -> bool {
+    pub fn remove_user(&self, name: &str, by: &str) -> bool {
         let mut state = self.write();
         if state.users.remove(name).is_none() {
             return false;
         }
         self.forget(USER, name.to_owned());
-        state.drop_permissions(self, |_, user| user == name);
+        state.drop_permissions(self, |_, user| user == name, by);
+        self.user_deleted(name, by);
         true
     }
 
@@ -335,7 +363,7 @@ impl Metadata {
 
     // ----- permissions
 
-    pub fn set_permissions(&self, spec: PermissionSpec) -> Result<(), MetaError> {
+    pub fn set_permissions(&self, spec: PermissionSpec, by: &str) -> Result<(), MetaError> {
         let permission = Permission::new(spec.clone())?;
         let mut state = self.write();
         if !state.users.contains_key(&spec.user) {
@@ -345,6 +373,7 @@ impl Metadata {
             return Err(MetaError::NoSuchVhost(spec.vhost));
         }
         self.persist(PERMISSION, permission_key(&spec.vhost, &spec.user), &spec);
+        self.permission_created(&spec, by);
         state
             .permissions
             .insert((spec.vhost, spec.user), Arc::new(permission));
@@ -352,11 +381,12 @@ impl Metadata {
     }
 
     /// Removes a user's permissions in a vhost; false if there were none.
-    pub fn clear_permissions(&self, user: &str, vhost: &str) -> bool {
+    pub fn clear_permissions(&self, user: &str, vhost: &str, by: &str) -> bool {
         let key = (vhost.to_owned(), user.to_owned());
         let removed = self.write().permissions.remove(&key).is_some();
         if removed {
             self.forget(PERMISSION, permission_key(vhost, user));
+            self.permission_deleted(user, vhost, by);
         }
         removed
     }
@@ -424,7 +454,12 @@ impl Metadata {
     // ----- policies
 
     /// Sets a policy (`operator`: an operator policy), replacing one of the same name.
-    pub fn set_policy(&self, spec: PolicySpec, operator: bool) -> Result<(), PolicyError> {
+    pub fn set_policy(
+        &self,
+        spec: PolicySpec,
+        operator: bool,
+        by: &str,
+    ) -> Result<(), PolicyError> {
         let policy = Arc::new(Policy::new(spec.clone(), operator)?);
         let mut state = self.write();
         if !state.vhosts.contains_key(&spec.vhost) {
@@ -435,6 +470,7 @@ impl Metadata {
         }
         let kind = if operator { OPERATOR_POLICY } else { POLICY };
         self.persist(kind, permission_key(&spec.vhost, &spec.name), &spec);
+        self.policy_set(&spec, by);
         let map = match operator {
             true => &mut state.operator_policies,
             false => &mut state.policies,
@@ -444,7 +480,7 @@ impl Metadata {
     }
 
     /// Removes a policy; false if there was none.
-    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool) -> bool {
+    pub fn clear_policy(&self, vhost: &str, name: &str, operator: bool, by: &str) -> bool {
         let mut state = self.write();
         let map = match operator {
             true => &mut state.operator_policies,
@@ -454,6 +490,7 @@ impl Metadata {
         if removed {
             let kind = if operator { OPERATOR_POLICY } else { POLICY };
             self.forget(kind, permission_key(vhost, name));
+            self.policy_cleared(vhost, name, by);
         }
         removed
     }
@@ -600,7 +637,12 @@ mod tests {
     fn open(store: &Arc<MemoryStore>) -> Metadata {
         let records = store.load().unwrap().meta;
         let handle = Arc::new(StoreHandle::start(store.clone(), 1, 1, Default::default()));
-        Metadata::recover(handle, records, &defaults())
+        Metadata::recover(
+            handle,
+            records,
+            &defaults(),
+            crate::broker::events::channel().0,
+        )
     }
 
     fn close(m: Metadata) {
@@ -624,8 +666,8 @@ mod tests {
     fn changes_survive_a_reopen_and_removals_take_permissions_with_them() {
         let store = Arc::new(MemoryStore::default());
         let m = open(&store);
-        m.put_vhost(VhostRecord::named("shop"));
-        m.put_user(User::new("alice", Some("pw"), Vec::new()));
+        m.put_vhost(VhostRecord::named("shop"), "guest");
+        m.put_user(User::new("alice", Some("pw"), Vec::new()), "guest");
         let spec = |user: &str, vhost: &str| PermissionSpec {
             user: user.into(),
             vhost: vhost.into(),
@@ -633,17 +675,17 @@ mod tests {
             write: ".*".into(),
             read: "".into(),
         };
-        m.set_permissions(spec("alice", "shop")).unwrap();
-        m.set_permissions(spec("guest", "shop")).unwrap();
+        m.set_permissions(spec("alice", "shop"), "guest").unwrap();
+        m.set_permissions(spec("guest", "shop"), "guest").unwrap();
         assert_eq!(
-            m.set_permissions(spec("nobody", "shop")),
+            m.set_permissions(spec("nobody", "shop"), "guest"),
             Err(MetaError::NoSuchUser("nobody".into()))
         );
         assert_eq!(
-            m.set_permissions(spec("alice", "nowhere")),
+            m.set_permissions(spec("alice", "nowhere"), "guest"),
             Err(MetaError::NoSuchVhost("nowhere".into()))
         );
-        assert!(m.remove_user("guest"));
+        assert!(m.remove_user("guest", "guest"));
         close(m);
 
         let m = open(&store);
@@ -653,7 +695,7 @@ mod tests {
         let p = m.permissions("alice", "shop").unwrap();
         assert!(p.allows(Access::Configure, "orders-eu"));
         assert!(!p.allows(Access::Read, "orders-eu"));
-        assert!(m.remove_vhost("shop"));
+        assert!(m.remove_vhost("shop", "guest"));
         assert!(m.permissions("alice", "shop").is_none());
         close(m);
 
@@ -668,7 +710,7 @@ mod tests {
     async fn flush_waits_for_the_store_to_have_the_changes() {
         let store = Arc::new(MemoryStore::default());
         let m = open(&store);
-        m.put_user(User::new("erin", Some("pw"), Vec::new()));
+        m.put_user(User::new("erin", Some("pw"), Vec::new()), "guest");
         assert!(m.flush().await);
         let kept = store.load().unwrap().meta;
         assert!(kept.iter().any(|r| r.kind == USER && r.key == "erin"));

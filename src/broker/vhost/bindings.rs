@@ -2,6 +2,7 @@
 //! both ends are durable.
 
 use super::VHost;
+use crate::broker::events::{self, Fields};
 use crate::broker::exchange::{Binding, Destination, Exchange};
 use crate::broker::queue::ConnectionId;
 use crate::error::{AmqpError, AmqpResult};
@@ -11,11 +12,33 @@ use warren_amqp::FieldTable;
 
 impl VHost {
     /// Records a binding being added (`put`) or removed, when both its ends are durable.
-    pub(super) fn record_binding(&self, source: &Exchange, b: &Binding, put: bool) {
+    /// Emits its event too; `by` is the user who asked.
+    pub(super) fn record_binding(&self, source: &Exchange, b: &Binding, put: bool, by: &str) {
         let (destination, durable, destination_is_queue) = match &b.destination {
             Destination::Queue(q) => (q.name.to_string(), q.durable, true),
             Destination::Exchange(x) => (x.name.to_string(), x.durable, false),
         };
+        let fields = Fields::new()
+            .text("source_name", source.name.as_str())
+            .text("source_kind", "exchange")
+            .text("destination_name", &destination)
+            .text(
+                "destination_kind",
+                if destination_is_queue {
+                    "queue"
+                } else {
+                    "exchange"
+                },
+            )
+            .text("routing_key", b.routing_key.as_str())
+            .value("arguments", events::terms(&b.arguments))
+            .by(by);
+        let event = if put {
+            "binding.created"
+        } else {
+            "binding.deleted"
+        };
+        self.emit(event, fields);
         if !(source.durable && durable) {
             return;
         }
@@ -35,10 +58,10 @@ impl VHost {
     }
 
     /// Adds a binding, recording it if it is new and durable.
-    fn add_binding(&self, source: &Exchange, binding: Binding) {
+    fn add_binding(&self, source: &Exchange, binding: Binding, by: &str) {
         let record = binding.clone();
         if source.bind(binding) {
-            self.record_binding(source, &record, true);
+            self.record_binding(source, &record, true, by);
         }
     }
 
@@ -49,6 +72,7 @@ impl VHost {
         destination: Destination,
         routing_key: &str,
         arguments: &FieldTable,
+        by: &str,
     ) {
         if source.unbind(&destination, routing_key, arguments) {
             let binding = Binding {
@@ -56,9 +80,9 @@ impl VHost {
                 routing_key: routing_key.into(),
                 arguments: arguments.clone(),
             };
-            self.record_binding(source, &binding, false);
+            self.record_binding(source, &binding, false, by);
             if source.auto_delete && !source.has_bindings() {
-                self.remove_auto_deleted(source);
+                self.remove_auto_deleted(source, by);
             }
         }
     }
@@ -79,6 +103,7 @@ impl VHost {
         routing_key: &str,
         arguments: FieldTable,
         connection: ConnectionId,
+        by: &str,
     ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange)?;
         let q = self.queue_for(queue, connection)?;
@@ -92,6 +117,7 @@ impl VHost {
                 routing_key: routing_key.into(),
                 arguments,
             },
+            by,
         );
         Ok(())
     }
@@ -104,10 +130,11 @@ impl VHost {
         exchange: &str,
         routing_key: &str,
         arguments: &FieldTable,
+        by: &str,
     ) -> AmqpResult<()> {
         let x = self.source_for_binding(exchange);
         if let (Ok(x), Ok(q)) = (x, self.queue(queue)) {
-            self.remove_binding(&x, Destination::Queue(q), routing_key, arguments);
+            self.remove_binding(&x, Destination::Queue(q), routing_key, arguments, by);
         } else if exchange.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -122,6 +149,7 @@ impl VHost {
         source: &str,
         routing_key: &str,
         arguments: FieldTable,
+        by: &str,
     ) -> AmqpResult<()> {
         let d = self.source_for_binding(destination)?;
         let s = self.source_for_binding(source)?;
@@ -135,6 +163,7 @@ impl VHost {
                 routing_key: routing_key.into(),
                 arguments,
             },
+            by,
         );
         Ok(())
     }
@@ -145,6 +174,7 @@ impl VHost {
         source: &str,
         routing_key: &str,
         arguments: &FieldTable,
+        by: &str,
     ) -> AmqpResult<()> {
         if destination.is_empty() || source.is_empty() {
             return Err(AmqpError::access_refused(
@@ -152,7 +182,7 @@ impl VHost {
             ));
         }
         if let (Ok(d), Ok(s)) = (self.exchange(destination), self.exchange(source)) {
-            self.remove_binding(&s, Destination::Exchange(d), routing_key, arguments);
+            self.remove_binding(&s, Destination::Exchange(d), routing_key, arguments, by);
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use super::equivalence::check_args_equivalent;
 use super::VHost;
+use crate::broker::events::{self, Fields};
 use crate::broker::exchange::dedup::ExchangeDedup;
 use crate::broker::exchange::{alternate, declared_type, Destination, Exchange, Flavour};
 use crate::broker::queue::{ConnectionEvent, ConnectionId, Consumer};
@@ -54,7 +55,8 @@ const EQUIVALENT_QUEUE_ARGS: &[&str] = &[
 ];
 
 impl VHost {
-    pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+    /// Declares an exchange; `by` is the user who asked, for the event a creation emits.
+    pub fn declare_exchange(&self, spec: ExchangeSpec, by: &str) -> AmqpResult<Arc<Exchange>> {
         if spec.name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -93,6 +95,7 @@ impl VHost {
                     self.store
                         .submit(StoreOp::PutExchange(self.exchange_record(&x)));
                 }
+                self.emit_exchange_created(&x, by);
                 return Ok(v.insert(Arc::new(x)).clone());
             }
         };
@@ -127,7 +130,7 @@ impl VHost {
         Ok(exchange)
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+    pub fn delete_exchange(&self, name: &str, if_unused: bool, by: &str) -> AmqpResult<()> {
         if name.is_empty() {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
@@ -149,15 +152,18 @@ impl VHost {
             )));
         }
         if self.exchanges.remove(name).is_some() {
-            self.forget_exchange(&exchange);
+            self.forget_exchange(&exchange, by);
         }
         Ok(())
     }
 
+    /// Declares a queue for `connection`; `by` is the user who asked, for the event a
+    /// creation emits.
     pub fn declare_queue(
         &self,
         spec: QueueSpec,
         connection: ConnectionId,
+        by: &str,
     ) -> AmqpResult<Arc<Queue>> {
         if !spec.passive && !spec.server_named && spec.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -219,6 +225,7 @@ impl VHost {
                 }
                 q = q.with_storage(self.store.clone(), id, self.queue_window);
                 self.stats.counters.bump(Stat::QueueCreated);
+                self.emit_queue_created(&q, by);
                 let q = v.insert(Arc::new(q)).clone();
                 q.arm_timers();
                 return Ok(q);
@@ -268,21 +275,26 @@ impl VHost {
     }
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, explicit delete).
-    pub fn remove_queue(&self, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
+    pub fn remove_queue(&self, queue: &Arc<Queue>, by: &str) -> (u32, Vec<Arc<Consumer>>) {
         let removed = self
             .queues
             .remove_if(queue.name.as_str(), |_, q| Arc::ptr_eq(q, queue));
+        // Its bindings go first, as RabbitMQ reports them.
+        self.unbind_everywhere(&Destination::Queue(queue.clone()), by);
         if removed.is_some() {
             self.stats.counters.bump(Stat::QueueDeleted);
+            self.emit(
+                "queue.deleted",
+                Fields::new().text("name", queue.name.as_str()).by(by),
+            );
         }
-        self.unbind_everywhere(&Destination::Queue(queue.clone()));
         queue.delete()
     }
 
     /// Deletes a queue (queue.delete, the management API) and tells its consumers' connections,
     /// which send basic.cancel to clients that understand it. Returns its message count.
-    pub fn delete_queue(&self, queue: &Arc<Queue>) -> u32 {
-        let (count, consumers) = self.remove_queue(queue);
+    pub fn delete_queue(&self, queue: &Arc<Queue>, by: &str) -> u32 {
+        let (count, consumers) = self.remove_queue(queue, by);
         for c in consumers {
             let _ = c.mailbox.send(ConnectionEvent::ConsumerCancelled {
                 channel: c.channel,
@@ -295,59 +307,105 @@ impl VHost {
     /// Deletes everything the vhost holds, for the vhost's own deletion: every queue (with its
     /// messages and records) and every exchange (with its bindings and records). Returns the
     /// consumers the queues had.
-    pub fn destroy(&self) -> Vec<Arc<Consumer>> {
+    pub fn destroy(&self, by: &str) -> Vec<Arc<Consumer>> {
         let mut consumers = Vec::new();
         for queue in self.queues() {
-            consumers.extend(self.remove_queue(&queue).1);
+            consumers.extend(self.remove_queue(&queue, by).1);
         }
         for exchange in self.exchanges() {
             if self.exchanges.remove(exchange.name.as_str()).is_some() {
-                self.forget_exchange(&exchange);
+                self.forget_exchange(&exchange, by);
             }
         }
         consumers
     }
 
     /// Drops every binding to `destination`, and auto-delete exchanges left without bindings.
-    pub(super) fn unbind_everywhere(&self, destination: &Destination) {
+    pub(super) fn unbind_everywhere(&self, destination: &Destination, by: &str) {
         let mut emptied = Vec::new();
         for x in self.exchanges() {
             let removed = x.unbind_destination(destination);
             for b in &removed {
-                self.record_binding(&x, b, false);
+                self.record_binding(&x, b, false, by);
             }
             if !removed.is_empty() && x.auto_delete && !x.has_bindings() {
                 emptied.push(x);
             }
         }
         for x in emptied {
-            self.remove_auto_deleted(&x);
+            self.remove_auto_deleted(&x, by);
         }
     }
 
-    pub(super) fn remove_auto_deleted(&self, exchange: &Arc<Exchange>) {
+    pub(super) fn remove_auto_deleted(&self, exchange: &Arc<Exchange>, by: &str) {
         if self
             .exchanges
             .remove_if(exchange.name.as_str(), |_, x| Arc::ptr_eq(x, exchange))
             .is_some()
         {
-            self.forget_exchange(exchange);
+            self.forget_exchange(exchange, by);
         }
     }
 
     /// After an exchange left the map: its record, its bindings' records and the bindings
     /// leading to it go.
-    fn forget_exchange(&self, exchange: &Arc<Exchange>) {
+    fn forget_exchange(&self, exchange: &Arc<Exchange>, by: &str) {
+        for b in exchange.bindings() {
+            self.record_binding(exchange, &b, false, by);
+        }
         if exchange.durable {
-            for b in exchange.bindings() {
-                self.record_binding(exchange, &b, false);
-            }
             self.store.submit(StoreOp::DeleteExchange {
                 vhost: self.name.clone(),
                 name: exchange.name.to_string(),
             });
         }
-        self.unbind_everywhere(&Destination::Exchange(exchange.clone()));
+        self.emit(
+            "exchange.deleted",
+            Fields::new().text("name", exchange.name.as_str()).by(by),
+        );
+        self.unbind_everywhere(&Destination::Exchange(exchange.clone()), by);
+    }
+
+    /// Announces the exchanges a new vhost starts with, as RabbitMQ does before
+    /// `vhost.created`.
+    pub fn announce_exchanges(&self, by: &str) {
+        let mut exchanges = self.exchanges();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in exchanges {
+            self.emit_exchange_created(&x, by);
+        }
+    }
+
+    fn emit_exchange_created(&self, x: &Exchange, by: &str) {
+        let policy = self
+            .metadata
+            .get()
+            .and_then(|m| m.exchange_policy(&self.name, x.name.as_str()))
+            .unwrap_or_default();
+        let fields = Fields::new()
+            .text("name", x.name.as_str())
+            .text("type", x.type_name())
+            .flag("durable", x.durable)
+            .flag("auto_delete", x.auto_delete)
+            .flag("internal", x.internal)
+            .value("arguments", events::terms(&x.arguments))
+            .text("policy", &policy);
+        self.emit("exchange.created", fields.by(by));
+    }
+
+    fn emit_queue_created(&self, q: &Queue, by: &str) {
+        let owner = q
+            .exclusive_owner
+            .map(|c| events::pid(c, 0))
+            .unwrap_or_default();
+        let fields = Fields::new()
+            .text("name", q.name.as_str())
+            .flag("durable", q.durable)
+            .flag("auto_delete", q.auto_delete)
+            .flag("exclusive", q.exclusive_owner.is_some())
+            .value("arguments", events::terms(&q.arguments))
+            .text("owner_pid", &owner);
+        self.emit("queue.created", fields.by(by));
     }
 
     fn exchange_record(&self, x: &Exchange) -> ExchangeRecord {

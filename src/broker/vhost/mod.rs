@@ -9,6 +9,7 @@ mod restore;
 
 pub use declare::{ExchangeSpec, QueueSpec};
 
+use super::events::{self, EventSink, Fields};
 use super::exchange::{Destination, Exchange, ExchangeKind, RoutingInput};
 use super::metadata::Metadata;
 use super::queue::ConnectionId;
@@ -44,6 +45,8 @@ pub struct VHost {
     /// The counts of connections that closed, and the vhost's samples (its totals are these
     /// counts plus its open connections').
     pub stats: crate::broker::stats::Stats,
+    /// Where the vhost's objects report their creation and deletion (`broker::events`).
+    events: OnceLock<EventSink>,
     /// Firehose tracing: every publish and delivery is copied to `amq.rabbitmq.trace`.
     /// Read once per publish and delivery.
     tracing: std::sync::atomic::AtomicBool,
@@ -65,6 +68,7 @@ impl VHost {
             hooks,
             max_queues: AtomicUsize::new(usize::MAX),
             metadata: OnceLock::new(),
+            events: OnceLock::new(),
             stats: Default::default(),
             tracing: Default::default(),
         };
@@ -105,9 +109,33 @@ impl VHost {
         self.tracing.store(on, Ordering::Relaxed);
     }
 
-    /// Lets the vhost look up policies for what is declared in it.
-    pub fn attach(&self, metadata: Arc<Metadata>) {
+    /// Lets the vhost look up policies for what is declared in it, and emit events.
+    pub fn attach(&self, metadata: Arc<Metadata>, events: EventSink) {
         let _ = self.metadata.set(metadata);
+        let _ = self.events.set(events);
+    }
+
+    /// Adds `amq.rabbitmq.event` (the default vhost has it): topic, durable, internal.
+    pub fn add_event_exchange(&self) {
+        self.exchanges
+            .entry(events::EXCHANGE.to_string())
+            .or_insert_with(|| {
+                Arc::new(Exchange::new(
+                    events::EXCHANGE.into(),
+                    ExchangeKind::Topic,
+                    true,
+                    false,
+                    true,
+                    FieldTable::default(),
+                ))
+            });
+    }
+
+    /// Emits an event about this vhost's objects, with the vhost's name in its headers.
+    fn emit(&self, name: &'static str, fields: Fields) {
+        if let Some(sink) = self.events.get() {
+            sink.emit(name, fields.text("vhost", &self.name));
+        }
     }
 
     /// What the policies that apply to a queue of this name set.
