@@ -174,6 +174,10 @@ async fn consistent_hash_refuses_bad_weights_and_arguments_with_406() {
             "PRECONDITION_FAILED - The binding key must be greater than 0",
         ),
         (
+            "",
+            "PRECONDITION_FAILED - The binding key must be an integer: <<>>",
+        ),
+        (
             "1000000",
             "PRECONDITION_FAILED - The binding key must be at most 10000 on Warren",
         ),
@@ -212,6 +216,22 @@ async fn consistent_hash_refuses_bad_weights_and_arguments_with_406() {
         .unwrap_err();
         assert_reply(&err, 406, text);
     }
+    // Redeclared with another type: RabbitMQ prints the plugin types as quoted atoms.
+    let err = exchange(
+        &open_channel(&conn).await,
+        "hashed",
+        custom("x-random"),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_reply(
+        &err,
+        406,
+        "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'hashed' in vhost '/': \
+         received ''x-random'' but current is ''x-consistent-hash''",
+    );
     assert_works(
         &open_channel(&conn).await,
         "the connection after the channel errors",

@@ -64,10 +64,15 @@ pub fn hash_on(arguments: &FieldTable) -> AmqpResult<HashOn> {
 
 /// A binding key as a weight, with the plugin's error texts.
 pub fn weight(routing_key: &str) -> Result<u64, String> {
-    let parsed: i64 = routing_key
-        .trim_start_matches('+')
-        .parse()
-        .map_err(|_| format!("The binding key must be an integer: <<\"{routing_key}\">>"))?;
+    let parsed: i64 =
+        routing_key
+            .trim_start_matches('+')
+            .parse()
+            .map_err(|_| match routing_key {
+                // An Erlang binary as RabbitMQ prints it: the empty one is `<<>>`.
+                "" => "The binding key must be an integer: <<>>".to_owned(),
+                key => format!("The binding key must be an integer: <<\"{key}\">>"),
+            })?;
     if parsed < 1 {
         return Err("The binding key must be greater than 0".into());
     }
@@ -219,6 +224,10 @@ mod tests {
     fn weights_are_checked_as_the_plugin_checks_them() {
         assert_eq!(weight("3"), Ok(3));
         assert_eq!(weight("+3"), Ok(3));
+        assert_eq!(
+            weight("").unwrap_err(),
+            "The binding key must be an integer: <<>>"
+        );
         assert_eq!(
             weight("abc").unwrap_err(),
             "The binding key must be an integer: <<\"abc\">>"

@@ -106,7 +106,8 @@ impl VHost {
             ))
         };
         if exchange.kind != kind || exchange.flavour != flavour {
-            return Err(inequivalent("type", &spec.kind, exchange.type_name()));
+            let (received, current) = (atom(&spec.kind), atom(exchange.type_name()));
+            return Err(inequivalent("type", &received, &current));
         }
         for (arg, received, current) in [
             ("durable", spec.durable, exchange.durable),
@@ -429,4 +430,17 @@ fn name_of(name: &str) -> AmqpResult<ShortString> {
             warren_amqp::short::truncate(name, 64)
         ))
     })
+}
+
+/// An exchange type as RabbitMQ prints it, an Erlang atom: `x-random` needs quotes of its own
+/// (so the text reads `''x-random''` inside the message's quotes), `direct` does not.
+fn atom(name: &str) -> String {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+    match plain {
+        true => name.to_owned(),
+        false => format!("'{name}'"),
+    }
 }
