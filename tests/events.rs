@@ -457,6 +457,14 @@ async fn management_changes_are_events_of_the_user_who_made_them() {
     );
     let seen = events_until(&mut events, |e| e.name == "user.tags.set").await;
     assert_eq!(names(&seen), ["user.password.changed", "user.tags.set"]);
+    // Without a password, the user's is cleared: its tags are set first, as in RabbitMQ.
+    let user = json!({"tags": "monitoring"});
+    assert_eq!(
+        put(&broker, "/api/users/u1", user).await,
+        StatusCode::NO_CONTENT
+    );
+    let seen = events_until(&mut events, |e| e.name == "user.password.cleared").await;
+    assert_eq!(names(&seen), ["user.tags.set", "user.password.cleared"]);
 
     let rights = json!({"configure": ".*", "write": "w", "read": "r"});
     put(&broker, "/api/permissions/v1/u1", rights).await;

@@ -176,6 +176,42 @@ async fn users_and_permissions_are_managed_and_used_over_amqp() {
         .await
         .expect("alice logs in with her old password");
 
+    // A PUT without a password clears an existing user's, as in RabbitMQ.
+    let alice_api = ("alice", "s3cret");
+    let retag = json!({"tags": "monitoring"});
+    assert_eq!(
+        call(
+            &broker,
+            reqwest::Method::GET,
+            "/api/whoami",
+            alice_api,
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put(&broker, "/api/users/alice", retag).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        get(&broker, "/api/users/alice").await.1["password_hash"],
+        ""
+    );
+    assert_eq!(
+        call(
+            &broker,
+            reqwest::Method::GET,
+            "/api/whoami",
+            alice_api,
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
     let bad = call(
         &broker,
         reqwest::Method::PUT,

@@ -103,10 +103,8 @@ pub async fn put(
                 limits: Default::default(),
             }
         }
-        // Neither: an existing user keeps its password; a new one has none.
-        (None, None) => existing
-            .clone()
-            .unwrap_or_else(|| User::new(&name, None, Vec::new())),
+        // Neither: the user has no password, an existing one's is cleared (as in RabbitMQ).
+        (None, None) => User::new(&name, None, Vec::new()),
     };
     updated.tags = tags_of(body.tags)?;
     if let Some(old) = &existing {

@@ -33,24 +33,32 @@ impl Metadata {
         self.emit("vhost.deleted", Fields::new().text("name", name).by(by));
     }
 
-    /// A user was created or replaced (`old`), as the API and imports do: a new user is
-    /// `user.created`, a replaced one's password `changed` or `cleared` when it differs, and
-    /// either way its tags are set.
+    /// A user was created or replaced (`old`), as the API and imports do, in RabbitMQ's
+    /// order: a new user is `user.created` then its tags; a replaced one's new password is
+    /// `user.password.changed` then its tags, and a cleared one its tags then
+    /// `user.password.cleared`.
     pub(super) fn user_put(&self, old: Option<&User>, new: &User, by: &str) {
         let name = || Fields::new().text("name", &new.name);
+        let tags = || {
+            self.emit(
+                "user.tags.set",
+                name().value("tags", texts(&new.tags)).by(by),
+            )
+        };
         match old {
-            None => self.emit("user.created", name().by(by)),
-            Some(old) if old.password_hash != new.password_hash => {
-                let event = match new.has_password() {
-                    true => "user.password.changed",
-                    false => "user.password.cleared",
-                };
-                self.emit(event, name().by(by));
+            None => {
+                self.emit("user.created", name().by(by));
+                tags();
             }
-            Some(_) => {}
+            Some(_) if new.has_password() => {
+                self.emit("user.password.changed", name().by(by));
+                tags();
+            }
+            Some(_) => {
+                tags();
+                self.emit("user.password.cleared", name().by(by));
+            }
         }
-        let fields = name().value("tags", texts(&new.tags));
-        self.emit("user.tags.set", fields.by(by));
     }
 
     pub(super) fn user_deleted(&self, name: &str, by: &str) {
