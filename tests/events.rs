@@ -519,3 +519,50 @@ async fn clients_cannot_publish_to_the_event_exchange() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_durable_queue_bound_to_the_event_exchange_hears_events_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path()).await;
+    let (conn, ch) = broker.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("audit".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_bind(
+        "audit".into(),
+        "amq.rabbitmq.event".into(),
+        "queue.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    drop((ch, conn));
+    let broker = common::durable::restart(broker, dir.path()).await;
+    let (_conn, ch) = broker.channel().await;
+    ch.queue_declare(
+        "after-restart".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut events = ch
+        .basic_consume(
+            "audit".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(
+        (e.name.as_str(), e.text("name")),
+        ("queue.created", "after-restart".into())
+    );
+}

@@ -4,15 +4,16 @@
 //! `amq.rabbitmq.event` in the default vhost, routed by the event's name, with an empty body
 //! and the details in its headers.
 //!
-//! Whoever emits an event pays for building its headers and one `try_send`: events go to a
-//! bounded channel drained by one task, and when it is full they are dropped (counted and
-//! logged), so a connection never waits for the event exchange.
+//! While nothing is bound to the event exchange, emitting costs one relaxed atomic load:
+//! emitters ask `wanted` before they build anything. Otherwise the emitter pays for building
+//! the headers and one `try_send`: events go to a bounded channel drained by one task, and when
+//! it is full they are dropped (counted and logged), so a connection never waits for them.
 
 use super::message::now_ms;
 use super::queue::ConnectionId;
 use super::Broker;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -83,6 +84,8 @@ impl Fields {
 pub struct EventSink {
     tx: mpsc::Sender<Event>,
     dropped: Arc<AtomicU64>,
+    /// Something is bound to the event exchange (set as its bindings change).
+    listened: Arc<AtomicBool>,
 }
 
 /// The publishing task's end of the channel.
@@ -94,6 +97,7 @@ pub fn channel() -> (EventSink, EventReceiver) {
     let sink = EventSink {
         tx,
         dropped: Arc::default(),
+        listened: Arc::default(),
     };
     (sink, rx)
 }
@@ -162,8 +166,23 @@ fn term(v: &AMQPValue) -> (&'static str, String) {
 }
 
 impl EventSink {
-    /// Emits `name` with `fields`, or drops it when the publishing task is behind.
+    /// Whether an event would reach anyone: emitters check this before building one.
+    #[inline]
+    pub fn wanted(&self) -> bool {
+        self.listened.load(Ordering::Relaxed)
+    }
+
+    /// The event exchange gained its first binding or lost its last.
+    pub fn set_listened(&self, listened: bool) {
+        self.listened.store(listened, Ordering::Relaxed);
+    }
+
+    /// Emits `name` with `fields`, or drops it when nobody listens or the publishing task is
+    /// behind.
     pub fn emit(&self, name: &'static str, fields: Fields) {
+        if !self.wanted() {
+            return;
+        }
         let event = Event {
             name,
             at_ms: now_ms(),
@@ -219,6 +238,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_channel_drops_and_counts_instead_of_waiting() {
         let (sink, mut rx) = channel();
+        sink.emit("queue.created", Fields::new());
+        assert!(rx.try_recv().is_err(), "nobody listens: nothing is sent");
+        sink.set_listened(true);
         for _ in 0..CAPACITY + 3 {
             sink.emit("queue.created", Fields::new().text("name", "q"));
         }

@@ -103,7 +103,12 @@ impl Broker {
             store,
             held: recovered_held,
             meta,
-        } = recovery::recover(store, config.queue_window, hooks.clone())?;
+        } = recovery::recover(
+            store,
+            config.queue_window,
+            hooks.clone(),
+            &config.default_vhost,
+        )?;
         let (held, held_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = events::channel();
         for message in recovered_held {

@@ -155,10 +155,13 @@ pub struct Recovery {
 }
 
 /// Recovers everything in `store`: durable definitions into their vhosts, queues refilled.
+/// `default_vhost` gets the event exchange before bindings are restored, so that durable
+/// bindings from it come back.
 pub fn recover(
     store: Arc<dyn Store>,
     queue_window: usize,
     hooks: QueueHooks,
+    default_vhost: &str,
 ) -> Result<Recovery, StoreError> {
     let started = Instant::now();
     let mut recovered = store.load()?;
@@ -231,12 +234,11 @@ pub fn recover(
         vhosts
             .entry(name.to_string())
             .or_insert_with(|| {
-                Arc::new(VHost::new(
-                    name,
-                    handle.clone(),
-                    queue_window,
-                    hooks.clone(),
-                ))
+                let v = VHost::new(name, handle.clone(), queue_window, hooks.clone());
+                if name == default_vhost {
+                    v.add_event_exchange();
+                }
+                Arc::new(v)
             })
             .clone()
     };

@@ -37,6 +37,9 @@ impl Login<'_> {
     }
 
     pub fn succeeded(&self, broker: &Broker) {
+        if !broker.events.wanted() {
+            return;
+        }
         broker
             .events
             .emit("user.authentication.success", self.fields());
@@ -44,6 +47,9 @@ impl Login<'_> {
 
     /// A refused login, and the end of its connection, which never opened.
     pub fn failed(&self, broker: &Broker, id: ConnectionId, client_properties: &FieldTable) {
+        if !broker.events.wanted() {
+            return;
+        }
         let error = format!("user '{}' - invalid credentials", self.user);
         let fields = self.fields().text("error", &error);
         broker.events.emit("user.authentication.failure", fields);
@@ -83,6 +89,9 @@ impl Connection {
     }
 
     pub(super) fn emit_connection_created(&self) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         let d = &self.details;
         let mut fields = self
             .connection_fields()
@@ -117,12 +126,18 @@ impl Connection {
     }
 
     pub(super) fn emit_connection_closed(&self) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         self.broker
             .events
             .emit("connection.closed", self.connection_fields());
     }
 
     pub(super) fn emit_channel_created(&self, number: u16) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         let fields = Fields::new()
             .text("name", &format!("{} ({number})", self.name()))
             .number("number", i64::from(number))
@@ -135,6 +150,9 @@ impl Connection {
     }
 
     pub(super) fn emit_channel_closed(&self, number: u16) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         let fields = Fields::new().text("pid", &pid(self.id, number));
         self.broker
             .events
@@ -147,6 +165,9 @@ impl Connection {
         queue: &str,
         arguments: &FieldTable,
     ) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         let fields = Fields::new()
             .text("consumer_tag", consumer.tag.as_str())
             .text("queue", queue)
@@ -162,6 +183,9 @@ impl Connection {
 
     /// `by`: the user for basic.cancel, the broker for a channel or connection that closed.
     pub(super) fn emit_consumer_deleted(&self, channel: u16, tag: &str, queue: &str, by: &str) {
+        if !self.broker.events.wanted() {
+            return;
+        }
         let fields = Fields::new()
             .text("consumer_tag", tag)
             .text("queue", queue)

@@ -18,10 +18,42 @@ impl VHost {
             Destination::Queue(q) => (q.name.to_string(), q.durable, true),
             Destination::Exchange(x) => (x.name.to_string(), x.durable, false),
         };
+        self.binding_changed(source);
+        self.emit_binding(source, b, put, &destination, destination_is_queue, by);
+        if !(source.durable && durable) {
+            return;
+        }
+        let record = BindingRecord {
+            vhost: self.name.clone(),
+            source: source.name.to_string(),
+            destination,
+            destination_is_queue,
+            routing_key: b.routing_key.to_string(),
+            arguments: b.arguments.clone(),
+        };
+        self.store.submit(if put {
+            StoreOp::PutBinding(record)
+        } else {
+            StoreOp::DeleteBinding(record)
+        });
+    }
+
+    fn emit_binding(
+        &self,
+        source: &Exchange,
+        b: &Binding,
+        put: bool,
+        destination: &str,
+        destination_is_queue: bool,
+        by: &str,
+    ) {
+        if !self.events_wanted() {
+            return;
+        }
         let fields = Fields::new()
             .text("source_name", source.name.as_str())
             .text("source_kind", "exchange")
-            .text("destination_name", &destination)
+            .text("destination_name", destination)
             .text(
                 "destination_kind",
                 if destination_is_queue {
@@ -39,22 +71,6 @@ impl VHost {
             "binding.deleted"
         };
         self.emit(event, fields);
-        if !(source.durable && durable) {
-            return;
-        }
-        let record = BindingRecord {
-            vhost: self.name.clone(),
-            source: source.name.to_string(),
-            destination,
-            destination_is_queue,
-            routing_key: b.routing_key.to_string(),
-            arguments: b.arguments.clone(),
-        };
-        self.store.submit(if put {
-            StoreOp::PutBinding(record)
-        } else {
-            StoreOp::DeleteBinding(record)
-        });
     }
 
     /// Adds a binding, recording it if it is new and durable.

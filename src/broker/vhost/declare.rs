@@ -284,6 +284,8 @@ impl VHost {
         self.unbind_everywhere(&Destination::Queue(queue.clone()), by);
         if removed.is_some() {
             self.stats.counters.bump(Stat::QueueDeleted);
+        }
+        if removed.is_some() && self.events_wanted() {
             self.emit(
                 "queue.deleted",
                 Fields::new().text("name", queue.name.as_str()).by(by),
@@ -360,10 +362,12 @@ impl VHost {
                 name: exchange.name.to_string(),
             });
         }
-        self.emit(
-            "exchange.deleted",
-            Fields::new().text("name", exchange.name.as_str()).by(by),
-        );
+        if self.events_wanted() {
+            self.emit(
+                "exchange.deleted",
+                Fields::new().text("name", exchange.name.as_str()).by(by),
+            );
+        }
         self.unbind_everywhere(&Destination::Exchange(exchange.clone()), by);
     }
 
@@ -378,6 +382,9 @@ impl VHost {
     }
 
     fn emit_exchange_created(&self, x: &Exchange, by: &str) {
+        if !self.events_wanted() {
+            return;
+        }
         let policy = self
             .metadata
             .get()
@@ -395,6 +402,9 @@ impl VHost {
     }
 
     fn emit_queue_created(&self, q: &Queue, by: &str) {
+        if !self.events_wanted() {
+            return;
+        }
         let owner = q
             .exclusive_owner
             .map(|c| events::pid(c, 0))

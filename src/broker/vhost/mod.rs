@@ -113,6 +113,10 @@ impl VHost {
     pub fn attach(&self, metadata: Arc<Metadata>, events: EventSink) {
         let _ = self.metadata.set(metadata);
         let _ = self.events.set(events);
+        // Bindings recovered from the store were restored before the sink was attached.
+        if let Ok(x) = self.exchange(events::EXCHANGE) {
+            self.binding_changed(&x);
+        }
     }
 
     /// Adds `amq.rabbitmq.event` (the default vhost has it): topic, durable, internal.
@@ -131,10 +135,26 @@ impl VHost {
             });
     }
 
+    /// Whether events about this vhost's objects would reach anyone (check before building
+    /// one: it costs an atomic load).
+    fn events_wanted(&self) -> bool {
+        self.events.get().is_some_and(EventSink::wanted)
+    }
+
     /// Emits an event about this vhost's objects, with the vhost's name in its headers.
     fn emit(&self, name: &'static str, fields: Fields) {
         if let Some(sink) = self.events.get() {
             sink.emit(name, fields.text("vhost", &self.name));
+        }
+    }
+
+    /// Tells the event sink whether anything is bound to the event exchange, after a binding
+    /// from `source` came or went.
+    fn binding_changed(&self, source: &Exchange) {
+        if source.name.as_str() == events::EXCHANGE {
+            if let Some(sink) = self.events.get() {
+                sink.set_listened(source.has_bindings());
+            }
         }
     }
 
