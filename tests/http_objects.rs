@@ -342,6 +342,20 @@ async fn messages_are_published_and_got_through_the_api() {
         )
     );
 
+    // An internal exchange refuses the publish as a channel would: 400 with the 403 inside.
+    assert_eq!(
+        post(
+            &broker,
+            "/api/exchanges/%2F/amq.rabbitmq.trace/publish",
+            message("x", "string", json!({}))
+        )
+        .await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "reason": "403 ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '/'"})
+        )
+    );
+
     let get_from = "/api/queues/%2F/q1/get";
     let (status, got) = post(
         &broker,
@@ -567,4 +581,35 @@ async fn ten_thousand_queues_list_in_pages() {
     assert_eq!(page["total_count"], 10_000);
     assert_eq!(page["filtered_count"], 10_000);
     assert_eq!(page["items"][0]["name"], "q01000");
+}
+
+#[tokio::test]
+async fn an_exchange_shows_the_policy_that_applies_to_it() {
+    let broker = TestBroker::start().await;
+    assert_eq!(
+        put(
+            &broker,
+            "/api/exchanges/%2F/routed",
+            json!({"type": "direct"})
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    let policy = json!({"pattern": "^routed$", "definition": {"alternate-exchange": "amq.fanout"}, "apply-to": "exchanges"});
+    assert_eq!(
+        put(&broker, "/api/policies/%2F/ae", policy).await,
+        StatusCode::CREATED
+    );
+    let (_, x) = get(&broker, "/api/exchanges/%2F/routed").await;
+    assert_eq!(x["policy"], "ae");
+    let (_, all) = get(&broker, "/api/exchanges/%2F").await;
+    let listed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "routed")
+        .unwrap();
+    assert_eq!(listed["policy"], "ae");
+    let (_, direct) = get(&broker, "/api/exchanges/%2F/amq.direct").await;
+    assert!(direct.get("policy").is_none(), "{direct}");
 }

@@ -148,6 +148,16 @@ async fn rates_and_samples_follow_the_traffic() {
     assert!(newest > older, "newest first: {samples:?}");
     assert!(samples[0]["sample"].as_u64().unwrap() >= samples[1]["sample"].as_u64().unwrap());
     assert!(q["message_stats"]["publish_details"]["samples"].is_array());
+    // While messages move the queue is not idle (RabbitMQ gives idle_since only when it is).
+    assert!(q.get("idle_since").is_none(), "{q}");
+    // The default exchange's page has its samples too when asked.
+    let x = until(
+        &broker,
+        "/api/exchanges/%2F/amq.default?msg_rates_age=60&msg_rates_incr=1",
+        |x| x["message_stats"]["publish_in_details"]["samples"].is_array(),
+    )
+    .await;
+    assert!(x["message_stats"]["publish_in"].as_u64().unwrap() > 0);
     let overview = until(
         &broker,
         "/api/overview?lengths_age=60&lengths_incr=1",

@@ -21,8 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use warren_amqp::reply;
 
-pub fn exchange_json(vhost: &str, x: &Exchange) -> Value {
-    json!({
+/// An exchange as RabbitMQ lists it, with the policy that applies to it (if any) and, when
+/// `ages` asks, its rate samples.
+pub fn exchange_json(broker: &Broker, vhost: &str, x: &Exchange, ages: &Ages) -> Value {
+    let mut v = json!({
         "name": x.name.as_str(),
         "vhost": vhost,
         "type": x.type_name(),
@@ -34,16 +36,21 @@ pub fn exchange_json(vhost: &str, x: &Exchange) -> Value {
             &x.stats.counters.read(),
             &x.stats.series,
             stats::EXCHANGE,
-            &Ages::default(),
+            ages,
         ),
-    })
+    });
+    let policy = broker.metadata.exchange_policy(vhost, x.name.as_str());
+    if let (Some(policy), Some(o)) = (policy, v.as_object_mut()) {
+        o.insert("policy".into(), Value::from(policy));
+    }
+    v
 }
 
-fn of_vhost(vhost: &VHost) -> impl Iterator<Item = Value> + '_ {
+fn of_vhost<'a>(broker: &'a Broker, vhost: &'a VHost) -> impl Iterator<Item = Value> + 'a {
     vhost
         .exchanges()
         .into_iter()
-        .map(|x| exchange_json(&vhost.name, &x))
+        .map(|x| exchange_json(broker, &vhost.name, &x, &Ages::default()))
 }
 
 pub async fn list(
@@ -54,7 +61,7 @@ pub async fn list(
     let items = user
         .visible_vhosts(&broker)
         .iter()
-        .flat_map(|vhost| of_vhost(vhost))
+        .flat_map(|vhost| of_vhost(&broker, vhost))
         .collect();
     list::reply(items, &query, DefaultSort::VhostName)
 }
@@ -66,17 +73,22 @@ pub async fn list_vhost(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let vhost = user.vhost(&broker, &vhost)?;
-    list::reply(of_vhost(&vhost).collect(), &query, DefaultSort::VhostName)
+    list::reply(
+        of_vhost(&broker, &vhost).collect(),
+        &query,
+        DefaultSort::VhostName,
+    )
 }
 
 pub async fn show(
     State(broker): State<Arc<Broker>>,
     user: Authed,
     Path((vhost, name)): Path<(String, String)>,
+    Query(ages): Query<Ages>,
 ) -> ApiResult<Json<Value>> {
     let vhost = user.vhost(&broker, &vhost)?;
     let x = vhost.exchange(exchange_name(&name))?;
-    let mut shown = exchange_json(&vhost.name, &x);
+    let mut shown = exchange_json(&broker, &vhost.name, &x, &ages);
     if let Some(o) = shown.as_object_mut() {
         // Per-channel publishing figures, which basic rates mode leaves empty.
         o.insert("incoming".into(), json!([]));

@@ -91,7 +91,10 @@ pub async fn publish(
         .map_err(|e| ApiError::bad_request(format!("404 {}", e.text)))?;
     user.may(&broker, &vhost.name, Access::Write, name)?;
     let routing_key = text(&body, "routing_key");
-    let published = broker.publish(&vhost, &exchange, routing_key, properties, payload)?;
+    // As RabbitMQ's API reports a channel error of its own publish: 400 with the code and text.
+    let published = broker
+        .publish(&vhost, &exchange, routing_key, properties, payload)
+        .map_err(|e| ApiError::bad_request(format!("{} {}", e.code, e.text)))?;
     if published.stored {
         // As a confirm would: the answer waits for the disk.
         flushed(&broker).await?;

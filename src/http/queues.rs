@@ -76,8 +76,20 @@ pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
         for (name, details) in stats::length_details(&q.stats.series, ages) {
             o.insert(name.into(), details);
         }
+        // RabbitMQ gives idle_since only to a queue that is idle: none while messages move.
+        if busy(&o["message_stats"]) {
+            o.remove("idle_since");
+        }
     }
     v
+}
+
+/// Whether any of a `message_stats` object's rates is above zero.
+fn busy(message_stats: &Value) -> bool {
+    message_stats.as_object().is_some_and(|m| {
+        m.iter()
+            .any(|(k, v)| k.ends_with("_details") && v["rate"].as_f64().is_some_and(|r| r > 0.0))
+    })
 }
 
 /// Bytes the queue holds in memory: its share of message bodies not paged out, and a small
