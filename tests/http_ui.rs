@@ -49,6 +49,17 @@ async fn the_ui_is_served_with_its_headers() {
     assert_eq!(route.status(), StatusCode::OK);
     let missing = client.get(broker.api("/nope.css")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // The UI's own tests and notes are in management-ui/ but not served.
+    for kept_back in ["/tests/samples.test.mjs", "/vendor/README.md"] {
+        let r = client.get(broker.api(kept_back)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{kept_back}");
+    }
+    let vendored = client
+        .get(broker.api("/vendor/uPlot.esm.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vendored.status(), StatusCode::OK);
     let api = client.get(broker.api("/api/nope")).send().await.unwrap();
     assert_eq!(api.status(), StatusCode::NOT_FOUND);
     assert_eq!(

@@ -10,6 +10,9 @@ use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
 #[folder = "management-ui/"]
+// The UI's own tests (run with node by .ci/run) and notes are not served.
+#[exclude = "tests/*"]
+#[exclude = "*.md"]
 struct Assets;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \

@@ -11,6 +11,7 @@ use std::time::Duration;
 use warren::{Config, Server};
 
 pub mod api;
+pub mod browser;
 pub mod durable;
 pub mod flows;
 pub mod panics;
