@@ -45,6 +45,11 @@ export async function api(path, { method = "GET", body, headers: extra = {} } = 
   return data;
 }
 
+/** Whether an error is the API's "not found": the object was deleted, or never was. */
+export function notFound(e) {
+  return !(e instanceof Unauthorized) && /not.?found/i.test(e?.message ?? "");
+}
+
 /** `/queues/%2F/name` for ("queues", "/", "name"): each segment encoded as the API expects. */
 export function path(...segments) {
   return `/${segments.map(encodeURIComponent).join("/")}`;

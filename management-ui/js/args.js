@@ -2,7 +2,7 @@
 // headers, policy definitions): rows of key, value and type, with buttons that add the keys an
 // operator usually wants. The value is the JSON object the API takes.
 
-import { h } from "./dom.js";
+import { h, muted } from "./dom.js";
 
 const TYPES = [
   ["string", "String"],
@@ -46,10 +46,19 @@ function parse(key, text, type) {
   }
 }
 
+/** A value as a row shows it: [text, type]. */
+function typed(value) {
+  if (typeof value === "number") return [String(value), "number"];
+  if (typeof value === "boolean") return [String(value), "boolean"];
+  if (typeof value === "string") return [value, "string"];
+  return [JSON.stringify(value), "list"];
+}
+
 /**
  * An arguments editor.
  * suggestions: [{ key, type, label?, value? }] offered as "add" buttons.
- * Returns { node, value() → object (throws a readable Error on a bad value), clear() }.
+ * Returns { node, value() → object (throws a readable Error on a bad value), clear(),
+ * fill(object) (rows for an object's entries, to edit what is stored) }.
  */
 export function argumentsEditor({ label = "Arguments", suggestions = [], id } = {}) {
   const rows = h("div", { class: "arg-rows" });
@@ -101,7 +110,32 @@ export function argumentsEditor({ label = "Arguments", suggestions = [], id } = 
     clear() {
       rows.replaceChildren(row());
     },
+    fill(object) {
+      const entries = Object.entries(object ?? {});
+      rows.replaceChildren(...(entries.length ? entries.map(([k, v]) => row(k, ...typed(v))) : [row()]));
+    },
   };
+}
+
+/** An argument's value as text: strings as they are, other values as JSON, none as "". */
+export function argText(value) {
+  if (value === null || value === undefined) return "";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/**
+ * Arguments (or a policy's definition) as a list of `key: value` lines, a muted dash when
+ * there are none. `list` and `key` are the classes each page styles the list with; `between`
+ * stands between a key and its value.
+ */
+export function argumentList(args, { list, key, between = ": " } = {}) {
+  const entries = Object.entries(args ?? {});
+  if (!entries.length) return muted("–");
+  return h(
+    "ul",
+    { class: list },
+    entries.map(([k, v]) => h("li", {}, [h("span", { class: key, text: `${k}${between}` }), argText(v)])),
+  );
 }
 
 /** The arguments RabbitMQ's UI offers for queues. */

@@ -8,6 +8,13 @@ import { points } from "./samples.js";
 
 export { samplesQuery } from "./samples.js";
 
+/** The series of a "Queued messages" chart (the overview's totals, a queue's own counts). */
+export const QUEUED = [
+  { label: "Ready", key: "messages_ready" },
+  { label: "Unacked", key: "messages_unacknowledged" },
+  { label: "Total", key: "messages" },
+];
+
 function color(i) {
   const style = getComputedStyle(document.documentElement);
   return style.getPropertyValue(`--chart-${(i % 6) + 1}`).trim() || "#2f6fbf";

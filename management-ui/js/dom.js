@@ -27,10 +27,12 @@ export function input(name, attributes = {}) {
   return h("input", { name, id: attributes.id ?? `f-${name}`, ...attributes });
 }
 
-export function select(name, options, selected) {
+/** A select of `options` (values, or [value, text] pairs); `attributes.id` names it where
+ *  several forms of a page share the field's name. */
+export function select(name, options, selected, attributes = {}) {
   return h(
     "select",
-    { name, id: `f-${name}` },
+    { name, id: `f-${name}`, ...attributes },
     options.map((o) => {
       const [value, text] = Array.isArray(o) ? o : [o, o];
       return h("option", { value, text, selected: value === selected });
@@ -45,23 +47,33 @@ export function checkbox(name, label, checked = false) {
   ]);
 }
 
+/** A line (a `p`, or a `span` beside a control) that says how an action went: `say` a success,
+ *  `fail` an error. */
+export function statusLine(attributes = {}, tag = "p") {
+  const node = h(tag, { class: "status", role: "status", "aria-live": "polite", ...attributes });
+  const set = (className, text) => {
+    node.className = className;
+    node.textContent = text;
+  };
+  return { node, say: (text = "") => set("status", text), fail: (e) => set("status error", e.message) };
+}
+
 /** A form whose submit runs `action(values, form)`; an error thrown shows beside the form,
  *  success shows `done` (text, or a function of the result). */
 export function form(attributes, children, action, done = "Done.") {
-  const status = h("p", { class: "status", role: "status", "aria-live": "polite" });
-  const node = h("form", attributes, [...children, status]);
+  const status = statusLine();
+  const node = h("form", attributes, [...children, status.node]);
   node.addEventListener("submit", async (event) => {
     event.preventDefault();
-    status.className = "status";
-    status.textContent = "";
+    status.say();
     const button = node.querySelector("button[type=submit]");
     if (button) button.disabled = true;
     try {
       const result = await action(values(node), node);
-      status.textContent = typeof done === "function" ? done(result) : done;
+      // Text only: `done` may have marked the line (the publish form's "warn").
+      status.node.textContent = typeof done === "function" ? done(result) : done;
     } catch (e) {
-      status.className = "status error";
-      status.textContent = e.message;
+      status.fail(e);
     } finally {
       if (button) button.disabled = false;
     }
@@ -98,6 +110,16 @@ export function dangerButton(text, question, action, attributes = {}) {
     },
     { class: "danger", ...attributes },
   );
+}
+
+/** Text in the muted colour: a dash for nothing, "none", "No access". */
+export function muted(text) {
+  return h("span", { class: "muted", text });
+}
+
+/** A short feature mark (D, AD, TTL...) whose title says what it means. */
+export function badge(text, title, extra = "") {
+  return h("abbr", { class: `badge ${extra}`.trim(), title, text });
 }
 
 /** A titled section. */

@@ -4,7 +4,7 @@
 
 import { api, withQuery } from "./api.js";
 import { h } from "./dom.js";
-import { count } from "./format.js";
+import { count, perSecond } from "./format.js";
 
 const PAGE_SIZES = [20, 50, 100, 500];
 
@@ -121,21 +121,7 @@ export function pagedTable({ path, columns, empty = "Nothing here yet.", id, def
     }
     if (inFlight !== request) return; // a newer request answers for the table
     error.textContent = "";
-    const items = result.items ?? [];
-    body.replaceChildren(
-      ...(items.length
-        ? items.map((item) =>
-            h(
-              "tr",
-              {},
-              columns.map((c) => {
-                const v = c.value(item);
-                return h("td", { class: c.num ? "num" : undefined }, [v instanceof Node ? v : String(v ?? "")]);
-              }),
-            ),
-          )
-        : [h("tr", {}, [h("td", { colspan: columns.length, class: "empty", text: empty })])]),
-    );
+    body.replaceChildren(...rows(columns, result.items ?? [], empty));
     renderPager(result);
   }
 
@@ -170,25 +156,36 @@ export function pagedTable({ path, columns, empty = "Nothing here yet.", id, def
   return { node, refresh };
 }
 
-/** A plain table of items already fetched (small lists: a queue's consumers, bindings). */
-export function staticTable(columns, items, empty = "None.") {
-  return h("table", { class: "list" }, [
-    h("thead", {}, [h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : undefined, scope: "col", text: c.label })))]),
+/** A column of a message rate (`message_stats.<key>_details.rate`) the API can sort by. */
+export function rateColumn(label, key) {
+  return {
+    label,
+    sort: `message_stats.${key}_details.rate`,
+    num: true,
+    value: (item) => perSecond(item.message_stats?.[`${key}_details`]?.rate),
+  };
+}
+
+/** A table body's rows: one per item, or one that says `empty`. */
+function rows(columns, items, empty) {
+  if (!items.length) return [h("tr", {}, [h("td", { colspan: columns.length, class: "empty", text: empty })])];
+  return items.map((item) =>
     h(
-      "tbody",
+      "tr",
       {},
-      items.length
-        ? items.map((item) =>
-            h(
-              "tr",
-              {},
-              columns.map((c) => {
-                const v = c.value(item);
-                return h("td", { class: c.num ? "num" : undefined }, [v instanceof Node ? v : String(v ?? "")]);
-              }),
-            ),
-          )
-        : [h("tr", {}, [h("td", { colspan: columns.length, class: "empty", text: empty })])],
+      columns.map((c) => {
+        const v = c.value(item);
+        return h("td", { class: c.num ? "num" : undefined }, [v instanceof Node ? v : String(v ?? "")]);
+      }),
     ),
+  );
+}
+
+/** A plain table of items already fetched (small lists: a queue's consumers, bindings);
+ *  `id` names it for the page's CSS and tests. */
+export function staticTable(columns, items, empty = "None.", id) {
+  return h("table", { class: "list", id }, [
+    h("thead", {}, [h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : undefined, scope: "col", text: c.label })))]),
+    h("tbody", {}, rows(columns, items, empty)),
   ]);
 }

@@ -5,9 +5,9 @@
 import { api, path } from "../api.js";
 import { chart, samplesQuery } from "../chart.js";
 import { facts, field, form, h, input, link, section } from "../dom.js";
-import { bytes, count, perSecond, when } from "../format.js";
+import { bytes, count, when } from "../format.js";
 import { withQuery } from "../api.js";
-import { pagedTable, staticTable } from "../table.js";
+import { pagedTable, rateColumn, staticTable } from "../table.js";
 
 /** The channels columns the connection page and the channels list share. */
 export function channelColumns({ withConnection }) {
@@ -21,30 +21,10 @@ export function channelColumns({ withConnection }) {
     { label: "Prefetch", sort: "prefetch_count", num: true, value: (c) => prefetch(c) },
     { label: "Unacked", sort: "messages_unacknowledged", num: true, value: (c) => count(c.messages_unacknowledged) },
     { label: "Unconfirmed", sort: "messages_unconfirmed", num: true, value: (c) => count(c.messages_unconfirmed) },
-    {
-      label: "Publish",
-      sort: "message_stats.publish_details.rate",
-      num: true,
-      value: (c) => perSecond(c.message_stats?.publish_details?.rate),
-    },
-    {
-      label: "Confirm",
-      sort: "message_stats.confirm_details.rate",
-      num: true,
-      value: (c) => perSecond(c.message_stats?.confirm_details?.rate),
-    },
-    {
-      label: "Deliver / get",
-      sort: "message_stats.deliver_get_details.rate",
-      num: true,
-      value: (c) => perSecond(c.message_stats?.deliver_get_details?.rate),
-    },
-    {
-      label: "Ack",
-      sort: "message_stats.ack_details.rate",
-      num: true,
-      value: (c) => perSecond(c.message_stats?.ack_details?.rate),
-    },
+    rateColumn("Publish", "publish"),
+    rateColumn("Confirm", "confirm"),
+    rateColumn("Deliver / get", "deliver_get"),
+    rateColumn("Ack", "ack"),
   ].filter(Boolean);
 }
 

@@ -3,11 +3,14 @@
 // message and the button that deletes it. The default exchange's name is "" and is routed as
 // "amq.default", as RabbitMQ's API accepts.
 
-import { api, path, Unauthorized, vhostNames, withQuery } from "../api.js";
-import { argumentsEditor, EXCHANGE_ARGUMENTS } from "../args.js";
+import { api, notFound, path, Unauthorized, vhostNames, withQuery } from "../api.js";
+import { argText, argumentList, argumentsEditor, EXCHANGE_ARGUMENTS } from "../args.js";
 import { chart, samplesQuery } from "../chart.js";
-import { button, dangerButton, facts, field, form, h, link, route, section } from "../dom.js";
+import {
+  badge, button, dangerButton, facts, field, form, h, input, link, muted, route, section, select, statusLine,
+} from "../dom.js";
 import { perSecond } from "../format.js";
+import { publishForm } from "../publish.js";
 import { pagedTable, staticTable } from "../table.js";
 
 const DEFAULT = "amq.default";
@@ -27,25 +30,13 @@ function exchangeLink(vhost, name) {
   return link(shown(name), "exchanges", vhost, routed(name));
 }
 
-/** A value of an arguments table as text: strings as they are, anything else as JSON. */
-function argText(value) {
-  return typeof value === "string" ? value : JSON.stringify(value);
-}
-
-/** Arguments as a compact list of `key: value` lines (or a muted dash). */
+/** Arguments as a compact list of `key: value` lines (or a muted dash), styled by exchanges.css. */
 function argList(args) {
-  const entries = Object.entries(args ?? {});
-  if (!entries.length) return h("span", { class: "muted", text: "–" });
-  return h(
-    "ul",
-    { class: "x-args" },
-    entries.map(([k, v]) => h("li", {}, [h("span", { class: "x-arg-key", text: `${k}: ` }), argText(v)])),
-  );
+  return argumentList(args, { list: "x-args", key: "x-arg-key" });
 }
 
 /** The short features badges RabbitMQ's list shows (D, AD, I, AE, Args, policy). */
 function features(x) {
-  const badge = (text, title) => h("abbr", { class: "badge", title, text });
   const args = x.arguments ?? {};
   const others = Object.keys(args).filter((k) => k !== "alternate-exchange");
   return h("span", { class: "x-features" }, [
@@ -68,13 +59,6 @@ async function exchangeTypes() {
     if (e instanceof Unauthorized) throw e;
   }
   return FALLBACK_TYPES.map((name) => ({ name, description: "" }));
-}
-
-function options(items, selected) {
-  return items.map((o) => {
-    const [value, text] = Array.isArray(o) ? o : [o, o];
-    return h("option", { value, text, selected: value === selected });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,30 +89,16 @@ export async function list(view) {
 }
 
 function addExchange(vhosts, types, added) {
-  const vhost = h(
-    "select",
-    { name: "vhost", id: "exchange-vhost" },
-    options(vhosts, vhosts.includes("/") ? "/" : vhosts[0]),
-  );
-  const name = h("input", {
-    name: "name",
-    id: "exchange-name",
-    required: true,
-    autocomplete: "off",
-    spellcheck: "false",
-  });
-  const type = h("select", { name: "type", id: "exchange-type" }, options(types.map((t) => t.name), "direct"));
+  const vhost = select("vhost", vhosts, vhosts.includes("/") ? "/" : vhosts[0], { id: "exchange-vhost" });
+  const name = input("name", { id: "exchange-name", required: true, autocomplete: "off", spellcheck: "false" });
+  const type = select("type", types.map((t) => t.name), "direct", { id: "exchange-type" });
   const about = h("small", { class: "hint", id: "exchange-type-about" });
   const describe = () => {
     about.textContent = types.find((t) => t.name === type.value)?.description ?? "";
   };
   type.addEventListener("change", describe);
   describe();
-  const durable = h(
-    "select",
-    { name: "durable", id: "exchange-durable" },
-    options([["true", "Durable"], ["false", "Transient"]], "true"),
-  );
+  const durable = select("durable", [["true", "Durable"], ["false", "Transient"]], "true", { id: "exchange-durable" });
   const autoDelete = h("label", { class: "check" }, [
     h("input", { type: "checkbox", name: "auto_delete", id: "exchange-auto-delete" }),
     h("span", { text: "Auto delete (deleted when its last binding goes)" }),
@@ -185,28 +155,6 @@ const RATES = [
   { label: "Publish (out)", key: "publish_out" },
 ];
 
-/**
- * Samples the API did not give: when `<key>_details.samples` is missing, the counters seen by
- * each poll are kept here (newest first, as the API orders them) so the chart still draws.
- */
-function sampler(keys, minutes = 10) {
-  const kept = Object.fromEntries(keys.map((k) => [k, []]));
-  return (stats) => {
-    if (!stats) return stats;
-    const out = { ...stats };
-    const now = Date.now();
-    for (const key of keys) {
-      const details = stats[`${key}_details`];
-      if (details?.samples || typeof stats[key] !== "number") continue;
-      const list = kept[key];
-      list.unshift({ sample: stats[key], timestamp: now });
-      while (list.length && now - list[list.length - 1].timestamp > minutes * 60000) list.pop();
-      out[`${key}_details`] = { ...details, samples: [...list] };
-    }
-    return out;
-  };
-}
-
 export async function detail(view, vhost, routeName) {
   view.root.classList.add("exchanges-page");
   const apiName = routeName === "" ? DEFAULT : routeName;
@@ -225,7 +173,7 @@ export async function detail(view, vhost, routeName) {
   try {
     exchange = await api(withQuery(base, samplesQuery()));
   } catch (e) {
-    if (/not.?found/i.test(e.message)) {
+    if (notFound(e)) {
       view.root.append(
         h("p", {
           class: "error",
@@ -244,11 +192,10 @@ export async function detail(view, vhost, routeName) {
   const problem = h("p", { class: "error", role: "alert", id: "exchange-error" });
   const details = h("div", { id: "exchange-details" });
   const rates = chart({ title: "Message rates", series: RATES, rate: true, id: "chart-exchange-rates" });
-  const withSamples = sampler(RATES.map((r) => r.key));
 
   const show = (x) => {
     details.replaceChildren(detailFacts(x));
-    rates.update(withSamples(x.message_stats));
+    rates.update(x.message_stats);
   };
 
   view.root.append(
@@ -273,9 +220,7 @@ export async function detail(view, vhost, routeName) {
             show(x);
           },
           (e) => {
-            problem.textContent = /not.?found/i.test(e.message)
-              ? `The exchange '${shown(name)}' no longer exists.`
-              : e.message;
+            problem.textContent = notFound(e) ? `The exchange '${shown(name)}' no longer exists.` : e.message;
             throw e;
           },
         ),
@@ -295,7 +240,7 @@ function detailFacts(x) {
   return facts([
     ["Type", x.type],
     ["Features", h("span", { class: "x-features" }, long.map((f) => h("span", { class: "badge", text: f })))],
-    ["Policy", x.policy ? h("a", { href: route("admin", "policies"), text: x.policy }) : h("span", { class: "muted", text: "–" })],
+    ["Policy", x.policy ? h("a", { href: route("admin", "policies"), text: x.policy }) : muted("–")],
     ["Arguments", argList(x.arguments)],
     ["Message rate in", perSecond(x.message_stats?.publish_in_details?.rate), true],
     ["Message rate out", perSecond(x.message_stats?.publish_out_details?.rate), true],
@@ -328,25 +273,20 @@ function endLink(vhost, name, type) {
 }
 
 function bindingsPanel(vhost, name, type) {
-  const status = h("p", { class: "status", role: "status", "aria-live": "polite", id: "unbind-status" });
-  const outgoing = h("div", { id: "bindings-source", class: "scroll" });
-  const incoming = h("div", { id: "bindings-destination", class: "scroll" });
-  let seen = { source: null, destination: null };
+  const status = statusLine({ id: "unbind-status" });
 
   async function unbind(b) {
-    status.className = "status";
-    status.textContent = "";
+    status.say();
     const kind = b.destination_type === "queue" ? "q" : "e";
     try {
       await api(path("bindings", b.vhost, "e", b.source, kind, b.destination, b.properties_key), { method: "DELETE" });
-      status.textContent = `Unbound '${shown(b.source)}' → '${b.destination}' (routing key '${b.routing_key}').`;
+      status.say(`Unbound '${shown(b.source)}' → '${b.destination}' (routing key '${b.routing_key}').`);
     } catch (e) {
-      status.className = "status error";
-      status.textContent = e.message;
+      status.fail(e);
     }
     await refresh().catch((e) => {
       // An auto-delete exchange goes with its last binding.
-      if (/not.?found/i.test(e.message)) status.textContent += " The exchange no longer exists.";
+      if (notFound(e)) status.node.textContent += " The exchange no longer exists.";
     });
   }
 
@@ -368,52 +308,49 @@ function bindingsPanel(vhost, name, type) {
     holder.replaceChildren(table);
   }
 
+  // The two lists: the API's `bindings/<which>` shown in `holder`, the far end in the first column.
+  const lists = [
+    {
+      which: "destination",
+      holder: h("div", { id: "bindings-destination", class: "scroll" }),
+      end: { label: "From", value: (b) => endLink(b.vhost, b.source, "exchange") },
+      empty: "No bindings to this exchange.",
+      seen: null,
+    },
+    {
+      which: "source",
+      holder: h("div", { id: "bindings-source", class: "scroll" }),
+      end: { label: "To", value: (b) => endLink(b.vhost, b.destination, b.destination_type) },
+      empty: "No bindings from this exchange.",
+      seen: null,
+    },
+  ];
+
   async function refresh() {
-    const [source, destination] = await Promise.all([
-      api(path("exchanges", vhost, name, "bindings", "source")),
-      api(path("exchanges", vhost, name, "bindings", "destination")),
-    ]);
-    // Re-draw only what changed, so a focused Unbind button keeps its focus between polls.
-    const s = JSON.stringify(source);
-    if (s !== seen.source) {
-      seen.source = s;
-      render(
-        outgoing,
-        source,
-        [
-          { label: "To", value: (b) => endLink(b.vhost, b.destination, b.destination_type) },
-          { label: "Routing key", value: (b) => h("code", { text: b.routing_key }) },
-          { label: "Arguments", value: (b) => argList(b.arguments) },
-          { label: "Action", value: unbindCell },
-        ],
-        "No bindings from this exchange.",
-      );
-    }
-    const d = JSON.stringify(destination);
-    if (d !== seen.destination) {
-      seen.destination = d;
-      render(
-        incoming,
-        destination,
-        [
-          { label: "From", value: (b) => endLink(b.vhost, b.source, "exchange") },
-          { label: "Routing key", value: (b) => h("code", { text: b.routing_key }) },
-          { label: "Arguments", value: (b) => argList(b.arguments) },
-          { label: "Action", value: unbindCell },
-        ],
-        "No bindings to this exchange.",
-      );
-    }
+    const replies = await Promise.all(lists.map((l) => api(path("exchanges", vhost, name, "bindings", l.which))));
+    lists.forEach((l, i) => {
+      // Re-draw only what changed, so a focused Unbind button keeps its focus between polls.
+      const text = JSON.stringify(replies[i]);
+      if (text === l.seen) return;
+      l.seen = text;
+      const columns = [
+        l.end,
+        { label: "Routing key", value: (b) => h("code", { text: b.routing_key }) },
+        { label: "Arguments", value: (b) => argList(b.arguments) },
+        { label: "Action", value: unbindCell },
+      ];
+      render(l.holder, replies[i], columns, l.empty);
+    });
   }
 
   const node = section(
     "Bindings",
     [
       h("h4", { text: "To this exchange" }),
-      incoming,
+      lists[0].holder,
       h("h4", { text: "From this exchange" }),
-      outgoing,
-      status,
+      lists[1].holder,
+      status.node,
       addBinding(vhost, name, type, () => refresh().catch(() => {})),
     ],
     { id: "exchange-bindings" },
@@ -422,21 +359,18 @@ function bindingsPanel(vhost, name, type) {
 }
 
 function addBinding(vhost, name, exchangeType, added) {
-  const kind = h(
-    "select",
-    { name: "destination_type", id: "binding-destination-type" },
-    options([["q", "To queue"], ["e", "To exchange"]], "q"),
-  );
+  const kind = select("destination_type", [["q", "To queue"], ["e", "To exchange"]], "q", {
+    id: "binding-destination-type",
+  });
   const names = h("datalist", { id: "binding-destination-names" });
-  const destination = h("input", {
-    name: "destination",
+  const destination = input("destination", {
     id: "binding-destination",
     required: true,
     autocomplete: "off",
     spellcheck: "false",
     list: "binding-destination-names",
   });
-  const key = h("input", { name: "routing_key", id: "binding-key", autocomplete: "off", spellcheck: "false" });
+  const key = input("routing_key", { id: "binding-key", autocomplete: "off", spellcheck: "false" });
   const suggestions =
     exchangeType === "headers"
       ? [
@@ -502,81 +436,24 @@ function addBinding(vhost, name, exchangeType, added) {
   return h("div", { class: "x-subform" }, [h("h4", { text: "Add binding from this exchange" }), node]);
 }
 
-const MESSAGE_PROPERTIES = [
-  { key: "content_type", label: "content_type", value: "text/plain" },
-  { key: "content_encoding", label: "content_encoding" },
-  { key: "correlation_id", label: "correlation_id" },
-  { key: "message_id", label: "message_id" },
-  { key: "expiration", label: "expiration (ms, as text)" },
-  { key: "priority", type: "number", label: "priority" },
-  { key: "reply_to", label: "reply_to" },
-  { key: "type", label: "type" },
-  { key: "user_id", label: "user_id" },
-  { key: "app_id", label: "app_id" },
-  { key: "timestamp", type: "number", label: "timestamp (s)" },
-];
-
 function publishPanel(vhost, apiName) {
-  const key = h("input", { name: "routing_key", id: "publish-key", autocomplete: "off", spellcheck: "false" });
-  const mode = h(
-    "select",
-    { name: "delivery_mode", id: "publish-delivery-mode" },
-    options([["1", "1 – Non-persistent"], ["2", "2 – Persistent"]], "1"),
-  );
-  const headers = argumentsEditor({ label: "Headers", id: "publish-headers" });
-  const props = argumentsEditor({ label: "Properties", suggestions: MESSAGE_PROPERTIES, id: "publish-properties" });
-  const payload = h("textarea", { name: "payload", id: "publish-payload", rows: 5, spellcheck: "false" });
-  const encoding = h(
-    "select",
-    { name: "payload_encoding", id: "publish-encoding" },
-    options([["string", "String (default)"], ["base64", "Base64"]], "string"),
-  );
-
-  let node = null;
-  node = form(
-    { class: "stack", id: "publish-message", "aria-label": "Publish message" },
-    [
-      h("div", { class: "x-row" }, [field("Routing key", key), field("Delivery mode", mode)]),
-      headers.node,
-      props.node,
-      field("Payload", payload),
-      field("Payload encoding", encoding),
-      h("div", { class: "actions" }, [h("button", { type: "submit", text: "Publish message" })]),
-    ],
-    async (v) => {
-      const properties = { ...props.value(), delivery_mode: Number(v.delivery_mode), headers: headers.value() };
-      const reply = await api(path("exchanges", vhost, apiName, "publish"), {
-        method: "POST",
-        body: { properties, routing_key: v.routing_key, payload: v.payload, payload_encoding: v.payload_encoding },
-      });
-      return reply ?? {};
-    },
-    (reply) => {
-      const status = node.querySelector(".status");
-      status.classList.toggle("warn", !reply.routed);
-      status.dataset.routed = reply.routed ? "true" : "false";
-      return reply.routed ? "Message published." : "Message published, but not routed.";
-    },
-  );
-  return section("Publish message", [node], { id: "publish-panel" });
+  return section("Publish message", [publishForm({ vhost, exchange: apiName })], { id: "publish-panel" });
 }
 
 function deletePanel(vhost, name) {
-  const status = h("p", { class: "status", role: "status", "aria-live": "polite", id: "delete-status" });
+  const status = statusLine({ id: "delete-status" });
   const ifUnused = h("input", { type: "checkbox", id: "delete-if-unused", name: "if_unused" });
   const remove = dangerButton(
     "Delete this exchange",
     `Delete the exchange '${name}' in virtual host '${vhost}'?`,
     async () => {
-      status.className = "status";
-      status.textContent = "";
+      status.say();
       try {
         const target = path("exchanges", vhost, name);
         await api(ifUnused.checked ? withQuery(target, { "if-unused": "true" }) : target, { method: "DELETE" });
         location.hash = "#/exchanges";
       } catch (e) {
-        status.className = "status error";
-        status.textContent = e.message;
+        status.fail(e);
       }
     },
     { id: "delete-exchange" },
@@ -588,7 +465,7 @@ function deletePanel(vhost, name) {
         h("label", { class: "check" }, [ifUnused, h("span", { text: "Only if unused (no bindings from it)" })]),
         remove,
       ]),
-      status,
+      status.node,
     ],
     { id: "delete-panel" },
   );

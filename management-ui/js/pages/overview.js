@@ -3,7 +3,7 @@
 // and import.
 
 import { api, download } from "../api.js";
-import { chart, samplesQuery } from "../chart.js";
+import { chart, QUEUED, samplesQuery } from "../chart.js";
 import { facts, form, h, section } from "../dom.js";
 import { bytes, count, duration, perSecond } from "../format.js";
 import { withQuery } from "../api.js";
@@ -15,12 +15,6 @@ const RATES = [
   { label: "Deliver (auto ack)", key: "deliver_no_ack" },
   { label: "Redelivered", key: "redeliver" },
   { label: "Acknowledge", key: "ack" },
-];
-
-const QUEUED = [
-  { label: "Ready", key: "messages_ready" },
-  { label: "Unacked", key: "messages_unacknowledged" },
-  { label: "Total", key: "messages" },
 ];
 
 function card(label, id) {

@@ -2,12 +2,15 @@
 // page (its numbers and charts, consumers, bindings, publishing to it, getting messages from
 // it, purging and deleting it), as RabbitMQ's management UI shows them.
 
-import { api, path, vhostNames, withQuery } from "../api.js";
-import { argumentsEditor, QUEUE_ARGUMENTS } from "../args.js";
-import { chart, samplesQuery } from "../chart.js";
-import { button, dangerButton, facts, field, form, h, input, link, section, select } from "../dom.js";
-import { staticTable, pagedTable } from "../table.js";
-import { bytes, count, perSecond, when } from "../format.js";
+import { api, notFound, path, vhostNames, withQuery } from "../api.js";
+import { argText, argumentList, argumentsEditor, QUEUE_ARGUMENTS } from "../args.js";
+import { chart, QUEUED, samplesQuery } from "../chart.js";
+import {
+  badge, button, dangerButton, facts, field, form, h, input, link, muted, section, select, statusLine,
+} from "../dom.js";
+import { publishForm } from "../publish.js";
+import { staticTable, pagedTable, rateColumn } from "../table.js";
+import { bytes, count, when } from "../format.js";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers shared by both pages.
@@ -27,19 +30,8 @@ const ARGUMENT_BADGES = [
   ["x-message-deduplication", "Dedup", "Deduplication"],
 ];
 
-/** An argument's value as text: JSON for objects and lists. */
-function show(value) {
-  if (value === null || value === undefined) return "";
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}
-
 function yesNo(value) {
   return value ? "yes" : "no";
-}
-
-function badge(text, title, extra = "") {
-  return h("abbr", { class: `badge ${extra}`.trim(), title, text });
 }
 
 /** The features of a queue as badges (durable, auto delete, exclusive, arguments, policy). */
@@ -51,19 +43,22 @@ function features(q) {
   const args = { ...(q.arguments ?? {}) };
   for (const [key, text, label] of ARGUMENT_BADGES) {
     if (key in args) {
-      out.push(badge(text, `${label} (${key}): ${show(args[key])}`));
+      out.push(badge(text, `${label} (${key}): ${argText(args[key])}`));
       delete args[key];
     }
   }
   delete args["x-queue-type"];
   const others = Object.entries(args);
   if (others.length) {
-    out.push(badge("Args", `Other arguments: ${others.map(([k, v]) => `${k}: ${show(v)}`).join(", ")}`));
+    out.push(badge("Args", `Other arguments: ${others.map(([k, v]) => `${k}: ${argText(v)}`).join(", ")}`));
   }
   if (q.policy) out.push(badge(q.policy, `Policy: ${q.policy}`, "policy"));
   if (q.operator_policy) out.push(badge(q.operator_policy, `Operator policy: ${q.operator_policy}`, "policy"));
   return h("span", { class: "features" }, out);
 }
+
+/** How argument lists look here: keys muted, one line each (queues.css). */
+const ARGUMENT_LIST = { list: "arg-list", key: "muted" };
 
 /** Whether messages went in or out of the queue lately. */
 function busy(q) {
@@ -74,30 +69,16 @@ function busy(q) {
 /** A queue's state as RabbitMQ words it: idle when it has been idle, else its state. (Warren
  *  reports idle_since even while messages flow, so a queue with traffic is not called idle.) */
 function state(q) {
-  if (q.state === undefined || q.state === null) return h("span", { class: "muted", text: "–" });
+  if (q.state === undefined || q.state === null) return muted("–");
   if (q.state === "running" && q.idle_since && !busy(q)) {
     return h("span", { class: "state-idle muted", title: `Idle since ${when(q.idle_since)}`, text: "idle" });
   }
   return h("span", { class: `state-${q.state}`, text: q.state });
 }
 
-function rate(stats, key) {
-  return perSecond(stats?.[`${key}_details`]?.rate);
-}
-
 function percent(n) {
   if (n === undefined || n === null || n === "") return null;
   return `${Math.round(Number(n) * 1000) / 10} %`;
-}
-
-function notFound(e) {
-  return /not ?found/i.test(e?.message ?? "");
-}
-
-/** Sets a select's id (dom.js's select names it after the field, which several forms share). */
-function named(control, id) {
-  control.id = id;
-  return control;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,19 +97,9 @@ export async function list(view) {
     { label: "Ready", sort: "messages_ready", num: true, value: (q) => count(q.messages_ready) },
     { label: "Unacked", sort: "messages_unacknowledged", num: true, value: (q) => count(q.messages_unacknowledged) },
     { label: "Total", sort: "messages", num: true, value: (q) => count(q.messages) },
-    {
-      label: "Incoming",
-      sort: "message_stats.publish_details.rate",
-      num: true,
-      value: (q) => rate(q.message_stats, "publish"),
-    },
-    {
-      label: "Deliver / get",
-      sort: "message_stats.deliver_get_details.rate",
-      num: true,
-      value: (q) => rate(q.message_stats, "deliver_get"),
-    },
-    { label: "Ack", sort: "message_stats.ack_details.rate", num: true, value: (q) => rate(q.message_stats, "ack") },
+    rateColumn("Incoming", "publish"),
+    rateColumn("Deliver / get", "deliver_get"),
+    rateColumn("Ack", "ack"),
   ].filter(Boolean);
 
   const table = pagedTable({ path: "/queues", columns, id: "queues-table", empty: "No queues yet." });
@@ -138,11 +109,11 @@ export async function list(view) {
 }
 
 function addQueue(vhosts, refresh) {
-  const vhost = named(select("vhost", vhosts, vhosts.includes("/") ? "/" : vhosts[0]), "queue-vhost");
-  const type = named(select("type", [["classic", "Classic"]], "classic"), "queue-type");
+  const vhost = select("vhost", vhosts, vhosts.includes("/") ? "/" : vhosts[0], { id: "queue-vhost" });
+  const type = select("type", [["classic", "Classic"]], "classic", { id: "queue-type" });
   const name = input("name", { id: "queue-name", required: true, autocomplete: "off", spellcheck: "false" });
-  const durable = named(select("durable", [["true", "Durable"], ["false", "Transient"]], "true"), "queue-durable");
-  const autoDelete = named(select("auto_delete", [["false", "No"], ["true", "Yes"]], "false"), "queue-auto-delete");
+  const durable = select("durable", [["true", "Durable"], ["false", "Transient"]], "true", { id: "queue-durable" });
+  const autoDelete = select("auto_delete", [["false", "No"], ["true", "Yes"]], "false", { id: "queue-auto-delete" });
   const args = argumentsEditor({ label: "Arguments", suggestions: QUEUE_ARGUMENTS, id: "queue-arguments" });
   let added = "";
   const node = form(
@@ -174,12 +145,6 @@ function addQueue(vhosts, refresh) {
 
 // ---------------------------------------------------------------------------------------------
 // A queue's page.
-
-const QUEUED = [
-  { label: "Ready", key: "messages_ready" },
-  { label: "Unacked", key: "messages_unacknowledged" },
-  { label: "Total", key: "messages" },
-];
 
 const RATES = [
   { label: "Publish", key: "publish" },
@@ -286,13 +251,13 @@ function details(q) {
     ["State", state(q)],
     ["Type", q.type ?? "classic"],
     ["Features", features(q)],
-    args.length ? ["Arguments", facts(args.map(([k, v]) => [k, show(v)]))] : null,
-    ["Policy", q.policy ?? h("span", { class: "muted", text: "none" })],
+    args.length ? ["Arguments", facts(args.map(([k, v]) => [k, argText(v)]))] : null,
+    ["Policy", q.policy ?? muted("none")],
     q.operator_policy ? ["Operator policy", q.operator_policy] : null,
     q.effective_policy_definition && Object.keys(q.effective_policy_definition).length
       ? [
           "Effective policy definition",
-          facts(Object.entries(q.effective_policy_definition).map(([k, v]) => [k, show(v)])),
+          facts(Object.entries(q.effective_policy_definition).map(([k, v]) => [k, argText(v)])),
         ]
       : null,
     q.owner_pid_details?.name ? ["Exclusive owner", link(q.owner_pid_details.name, "connections", q.owner_pid_details.name)] : null,
@@ -346,7 +311,7 @@ function messageTable(q) {
 }
 
 function consumerTable(items) {
-  const table = staticTable(
+  return staticTable(
     [
       {
         label: "Channel",
@@ -358,23 +323,11 @@ function consumerTable(items) {
       { label: "Prefetch count", num: true, value: (c) => count(c.prefetch_count) },
       { label: "Active", value: (c) => (c.active === undefined ? "" : yesNo(c.active)) },
       { label: "Activity status", value: (c) => c.activity_status ?? "" },
-      { label: "Arguments", value: (c) => argumentList(c.arguments) },
+      { label: "Arguments", value: (c) => argumentList(c.arguments, ARGUMENT_LIST) },
     ],
     items,
     "No consumers.",
-  );
-  table.id = "consumers-table";
-  return table;
-}
-
-/** Arguments as "key: value" lines (or a muted dash when there are none). */
-function argumentList(args) {
-  const entries = Object.entries(args ?? {});
-  if (!entries.length) return h("span", { class: "muted", text: "–" });
-  return h(
-    "span",
-    { class: "arg-list" },
-    entries.map(([k, v]) => h("span", {}, [h("span", { class: "muted", text: `${k}: ` }), show(v)])),
+    "consumers-table",
   );
 }
 
@@ -406,17 +359,17 @@ function bindingsSection(vhost, name) {
   }
 
   function bindingTable(items) {
-    const table = staticTable(
+    return staticTable(
       [
         {
           label: "From",
           value: (b) =>
             b.source === ""
-              ? h("span", { class: "muted", text: "(Default exchange binding)" })
+              ? muted("(Default exchange binding)")
               : link(b.source, "exchanges", vhost, b.source),
         },
         { label: "Routing key", value: (b) => h("code", { text: b.routing_key }) },
-        { label: "Arguments", value: (b) => argumentList(b.arguments) },
+        { label: "Arguments", value: (b) => argumentList(b.arguments, ARGUMENT_LIST) },
         {
           label: "",
           value: (b) =>
@@ -431,9 +384,8 @@ function bindingsSection(vhost, name) {
       ],
       items,
       "No bindings.",
+      "bindings-table",
     );
-    table.id = "bindings-table";
-    return table;
   }
 
   async function unbind(b) {
@@ -494,65 +446,8 @@ function bindingsSection(vhost, name) {
 // ---------------------------------------------------------------------------------------------
 // Publishing to the queue (through the default exchange).
 
-const PROPERTIES = [
-  { key: "content_type", label: "content_type", value: "text/plain" },
-  { key: "content_encoding", label: "content_encoding" },
-  { key: "correlation_id", label: "correlation_id" },
-  { key: "message_id", label: "message_id" },
-  { key: "expiration", label: "expiration", value: "60000" },
-  { key: "priority", type: "number", label: "priority" },
-  { key: "reply_to", label: "reply_to" },
-  { key: "type", label: "type" },
-  { key: "app_id", label: "app_id" },
-  { key: "user_id", label: "user_id" },
-  { key: "timestamp", type: "number", label: "timestamp" },
-];
-
-/** Properties the protocol carries as numbers, even when typed as text. */
-const NUMERIC_PROPERTIES = new Set(["priority", "timestamp", "delivery_mode"]);
-
 function publishSection(vhost, name, refresh) {
-  const mode = named(
-    select("delivery_mode", [["1", "1 - Non-persistent"], ["2", "2 - Persistent"]], "1"),
-    "publish-delivery-mode",
-  );
-  const headers = argumentsEditor({ label: "Headers", id: "publish-headers" });
-  const properties = argumentsEditor({ label: "Properties", suggestions: PROPERTIES, id: "publish-properties" });
-  const payload = h("textarea", { name: "payload", id: "publish-payload", rows: 6, spellcheck: "false" });
-  const encoding = named(
-    select("payload_encoding", [["string", "String (default)"], ["base64", "Base64"]], "string"),
-    "publish-encoding",
-  );
-  const node = form(
-    { class: "stack", id: "publish-message" },
-    [
-      h("p", { class: "muted", text: `The message goes through the default exchange with routing key '${name}'.` }),
-      field("Delivery mode", mode),
-      headers.node,
-      properties.node,
-      field("Payload", payload),
-      field("Payload encoding", encoding),
-      h("div", { class: "actions" }, [h("button", { type: "submit", text: "Publish message" })]),
-    ],
-    async (v) => {
-      const props = properties.value();
-      for (const k of NUMERIC_PROPERTIES) {
-        if (typeof props[k] === "string" && props[k].trim() !== "" && !Number.isNaN(Number(props[k]))) {
-          props[k] = Number(props[k]);
-        }
-      }
-      const body = {
-        properties: { delivery_mode: Number(v.delivery_mode), headers: headers.value(), ...props },
-        routing_key: name,
-        payload: v.payload,
-        payload_encoding: v.payload_encoding,
-      };
-      const result = await api(path("exchanges", vhost, "amq.default", "publish"), { method: "POST", body });
-      refresh();
-      return result;
-    },
-    (result) => (result?.routed ? "Message published." : "Message published, but not routed."),
-  );
+  const node = publishForm({ vhost, exchange: "amq.default", fixedRoutingKey: name, published: refresh });
   return section("Publish message", [node], { class: "panel", id: "queue-publish-panel" });
 }
 
@@ -567,11 +462,10 @@ const ACK_MODES = [
 ];
 
 function getSection(vhost, name, refresh) {
-  const mode = named(select("ackmode", ACK_MODES, "ack_requeue_true"), "get-ackmode");
-  const encoding = named(
-    select("encoding", [["auto", "Auto string / base64"], ["base64", "base64"]], "auto"),
-    "get-encoding",
-  );
+  const mode = select("ackmode", ACK_MODES, "ack_requeue_true", { id: "get-ackmode" });
+  const encoding = select("encoding", [["auto", "Auto string / base64"], ["base64", "base64"]], "auto", {
+    id: "get-encoding",
+  });
   const number = input("count", { id: "get-count", type: "number", min: 1, value: 1, required: true, inputmode: "numeric" });
   const truncate = input("truncate", { id: "get-truncate", type: "number", min: 1, value: 50000, inputmode: "numeric" });
   const results = h("div", { id: "get-results", "aria-live": "polite" });
@@ -613,9 +507,9 @@ function showMessages(holder, messages) {
       const props = { ...(m.properties ?? {}) };
       const headers = props.headers;
       delete props.headers;
-      const propRows = Object.entries(props).map(([k, v]) => [k, show(v)]);
+      const propRows = Object.entries(props).map(([k, v]) => [k, argText(v)]);
       if (headers && Object.keys(headers).length) {
-        propRows.push(["headers", facts(Object.entries(headers).map(([k, v]) => [k, show(v)]))]);
+        propRows.push(["headers", facts(Object.entries(headers).map(([k, v]) => [k, argText(v)]))]);
       }
       const truncated = typeof m.payload === "string" && m.payload_bytes !== undefined && m.payload_encoding === "string"
         && new TextEncoder().encode(m.payload).length < m.payload_bytes;
@@ -625,16 +519,16 @@ function showMessages(holder, messages) {
           ? h("p", { class: "muted", text: `The server reported ${count(m.message_count)} message${m.message_count === 1 ? "" : "s"} remaining.` })
           : null,
         facts([
-          ["Exchange", m.exchange === "" ? h("span", { class: "muted", text: "(AMQP default)" }) : m.exchange],
+          ["Exchange", m.exchange === "" ? muted("(AMQP default)") : m.exchange],
           ["Routing key", m.routing_key],
           ["Redelivered", yesNo(m.redelivered)],
-          ["Properties", propRows.length ? facts(propRows) : h("span", { class: "muted", text: "none" })],
+          ["Properties", propRows.length ? facts(propRows) : muted("none")],
           [
             "Payload",
             h("span", {}, [
               h("span", { class: "payload-size", text: `${count(m.payload_bytes)} bytes` }),
-              h("span", { class: "muted", text: ` · Encoding: ${m.payload_encoding ?? ""}` }),
-              truncated ? h("span", { class: "muted", text: " · truncated" }) : null,
+              muted(` · Encoding: ${m.payload_encoding ?? ""}`),
+              truncated ? muted(" · truncated") : null,
             ]),
           ],
         ]),
@@ -648,25 +542,20 @@ function showMessages(holder, messages) {
 // Purging and deleting.
 
 function dangerSection(vhost, name, refresh) {
-  const status = h("p", { class: "status", role: "status", "aria-live": "polite", id: "queue-action-status" });
+  const status = statusLine({ id: "queue-action-status" });
   const ifUnused = h("input", { type: "checkbox", id: "delete-if-unused", name: "if-unused" });
   const ifEmpty = h("input", { type: "checkbox", id: "delete-if-empty", name: "if-empty" });
-  const fail = (e) => {
-    status.className = "status error";
-    status.textContent = e.message;
-  };
   const purge = dangerButton(
     "Purge messages",
     `Purge all ready messages from queue '${name}'? They cannot be brought back.`,
     async () => {
-      status.className = "status";
-      status.textContent = "";
+      status.say();
       try {
         await api(path("queues", vhost, name, "contents"), { method: "DELETE" });
-        status.textContent = "Queue purged.";
+        status.say("Queue purged.");
         refresh();
       } catch (e) {
-        fail(e);
+        status.fail(e);
       }
     },
     { id: "purge-queue" },
@@ -675,8 +564,7 @@ function dangerSection(vhost, name, refresh) {
     "Delete queue",
     `Delete queue '${name}' and the messages in it?`,
     async () => {
-      status.className = "status";
-      status.textContent = "";
+      status.say();
       try {
         await api(
           withQuery(path("queues", vhost, name), {
@@ -687,7 +575,7 @@ function dangerSection(vhost, name, refresh) {
         );
         location.hash = "#/queues";
       } catch (e) {
-        fail(e);
+        status.fail(e);
       }
     },
     { id: "delete-queue" },
@@ -708,7 +596,7 @@ function dangerSection(vhost, name, refresh) {
           h("div", { class: "actions" }, [remove]),
         ]),
       ]),
-      status,
+      status.node,
     ],
     { class: "panel", id: "queue-danger-panel" },
   );
