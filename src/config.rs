@@ -33,6 +33,81 @@ pub struct Config {
     /// A definitions file (RabbitMQ's format) imported at every start, as RabbitMQ's
     /// `load_definitions`.
     pub load_definitions: Option<PathBuf>,
+    /// Memory the broker may use before publishers are blocked: a fraction of the machine's
+    /// (or the cgroup's) memory, or bytes (RabbitMQ's `vm_memory_high_watermark`).
+    pub vm_memory_high_watermark: Limit,
+    /// Free space the data directory's file system must keep before publishers are blocked:
+    /// bytes, or a multiple of the memory (RabbitMQ's `disk_free_limit`).
+    pub disk_free_limit: Limit,
+    /// Milliseconds between checks of memory and disk against their limits.
+    pub memory_monitor_interval: u64,
+}
+
+/// A resource limit: relative (a fraction or multiple of total memory) or absolute bytes.
+/// Written as a number (`0.4` relative; a whole number of bytes absolute) or a string with a
+/// unit (`"2GB"`, `"512MiB"`, `"50MB"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Relative(f64),
+    Absolute(u64),
+}
+
+impl Limit {
+    /// The limit in bytes, given the total memory relative limits are fractions of.
+    pub fn bytes(self, total_memory: u64) -> u64 {
+        match self {
+            Limit::Absolute(b) => b,
+            Limit::Relative(f) => (total_memory as f64 * f) as u64,
+        }
+    }
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let bad = || format!("'{text}' is neither a fraction (0.4) nor an amount (50MB)");
+        if unit.is_empty() && number.contains('.') {
+            let f: f64 = number.parse().map_err(|_| bad())?;
+            return (f > 0.0).then_some(Limit::Relative(f)).ok_or_else(bad);
+        }
+        let n: f64 = number.parse().map_err(|_| bad())?;
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "kB" | "KB" => 1000,
+            "MB" => 1000 * 1000,
+            "GB" => 1000 * 1000 * 1000,
+            "KiB" | "k" | "K" => 1024,
+            "MiB" | "M" => 1024 * 1024,
+            "GiB" | "G" => 1024 * 1024 * 1024,
+            _ => return Err(bad()),
+        };
+        Ok(Limit::Absolute((n * scale as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Whole(u64),
+            Fraction(f64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Whole(b) => Ok(Limit::Absolute(b)),
+            Written::Fraction(f) if f > 0.0 => Ok(Limit::Relative(f)),
+            Written::Fraction(f) => Err(D::Error::custom(format!("{f} is not above 0"))),
+            Written::Text(t) => t.parse().map_err(D::Error::custom),
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +132,9 @@ impl Default for Config {
             paging_watermark: 512 * 1024 * 1024,
             collect_statistics_interval: 5000,
             load_definitions: None,
+            vm_memory_high_watermark: Limit::Relative(0.4),
+            disk_free_limit: Limit::Absolute(50_000_000),
+            memory_monitor_interval: 2500,
         }
     }
 }
@@ -111,6 +189,11 @@ impl Config {
                 "max_message_size must be between 1 and 536870912".into(),
             ));
         }
+        if self.memory_monitor_interval < 10 {
+            return Err(ConfigError::Invalid(
+                "memory_monitor_interval must be at least 10 (milliseconds)".into(),
+            ));
+        }
         if self.collect_statistics_interval < 10 {
             return Err(ConfigError::Invalid(
                 "collect_statistics_interval must be at least 10 (milliseconds)".into(),
@@ -122,6 +205,23 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn limits_are_fractions_or_amounts() {
+        assert_eq!("0.4".parse(), Ok(Limit::Relative(0.4)));
+        assert_eq!("50MB".parse(), Ok(Limit::Absolute(50_000_000)));
+        assert_eq!("2GiB".parse(), Ok(Limit::Absolute(2 << 30)));
+        assert_eq!("1048576".parse(), Ok(Limit::Absolute(1 << 20)));
+        assert!("lots".parse::<Limit>().is_err());
+        assert!("0.0".parse::<Limit>().is_err());
+        assert_eq!(Limit::Relative(0.5).bytes(1000), 500);
+        let c: Config = toml::from_str("vm_memory_high_watermark = 0.6\ndisk_free_limit = \"1GB\"")
+            .expect("parses");
+        assert_eq!(c.vm_memory_high_watermark, Limit::Relative(0.6));
+        assert_eq!(c.disk_free_limit, Limit::Absolute(1_000_000_000));
+        let c: Config = toml::from_str("vm_memory_high_watermark = 4096").expect("parses");
+        assert_eq!(c.vm_memory_high_watermark, Limit::Absolute(4096));
+    }
+
     use super::*;
 
     #[test]

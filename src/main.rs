@@ -45,6 +45,14 @@ struct Cli {
     /// none; the container image allows its default guest from anywhere).
     #[arg(long, env = "WARREN_LOOPBACK_USERS")]
     loopback_users: Option<String>,
+    /// Memory the broker may use before publishers are blocked: a fraction of the machine's
+    /// memory (0.4) or an amount (2GB).
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK")]
+    vm_memory_high_watermark: Option<warren::config::Limit>,
+    /// Free disk space to keep on the data directory's file system before publishers are
+    /// blocked: an amount (50MB) or a multiple of the memory (1.0).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    disk_free_limit: Option<warren::config::Limit>,
     /// Print the default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -91,6 +99,12 @@ impl Cli {
         }
         if let Some(v) = &self.load_definitions {
             config.load_definitions = Some(v.clone());
+        }
+        if let Some(v) = self.vm_memory_high_watermark {
+            config.vm_memory_high_watermark = v;
+        }
+        if let Some(v) = self.disk_free_limit {
+            config.disk_free_limit = v;
         }
         if let Some(v) = &self.loopback_users {
             config.loopback_users = v

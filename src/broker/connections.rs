@@ -270,6 +270,13 @@ impl Connections {
         }
     }
 
+    /// Tells every connection that the resource alarms changed.
+    pub fn alarms_changed(&self) {
+        for entry in self.open.iter() {
+            let _ = entry.mailbox.send(ConnectionEvent::AlarmsChanged);
+        }
+    }
+
     /// Asks every connection that `matches` to close with `error`; returns how many.
     pub fn close_where(
         &self,

@@ -2,6 +2,7 @@
 //! bindings and queues; connections call in directly, queues deliver into connection
 //! mailboxes. Durable state goes through the store (`crate::store`), on its own thread.
 
+pub mod alarms;
 pub mod connections;
 pub mod dead_letter;
 pub mod dedup;
@@ -76,6 +77,8 @@ pub struct Broker {
     pub stats: stats::Stats,
     /// Where connections, vhosts and the metadata emit events for `amq.rabbitmq.event`.
     pub events: events::EventSink,
+    /// The memory and disk alarms, which block publishing connections while raised.
+    pub alarms: alarms::Alarms,
 }
 
 impl Broker {
@@ -132,6 +135,7 @@ impl Broker {
             memory: Arc::downgrade(&memory),
             events: events_rx,
         };
+        let alarms = alarms::Alarms::new(&config);
         let broker = Self {
             config,
             vhosts,
@@ -149,6 +153,7 @@ impl Broker {
             reply_to: reply_to::ReplyTo::default(),
             stats: stats::Stats::default(),
             events,
+            alarms,
         };
         broker.reconcile_vhosts();
         Ok(broker)
@@ -325,6 +330,8 @@ impl Broker {
         tokio::spawn(delayed::run(services.held, Arc::downgrade(self)));
         tokio::spawn(memory::trim_after_drains(services.memory));
         tokio::spawn(events::run(services.events, Arc::downgrade(self)));
+        let every = std::time::Duration::from_millis(self.config.memory_monitor_interval);
+        tokio::spawn(alarms::run(Arc::downgrade(self), every));
         let every = std::time::Duration::from_millis(self.config.collect_statistics_interval);
         tokio::spawn(sampler::run(Arc::downgrade(self), every));
     }

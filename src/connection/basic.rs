@@ -36,6 +36,8 @@ impl Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        // A publisher is blocked while a resource alarm is raised (see `blocking`).
+        self.blocking.published = true;
         if let Some(user_id) = content.properties.user_id() {
             if user_id.as_str() != self.user {
                 return Err(AmqpError::precondition_failed(format!(
@@ -535,6 +537,7 @@ impl Connection {
                     self.fail(0, error);
                 }
             }
+            ConnectionEvent::AlarmsChanged => self.blocking.alarms_changed(),
             ConnectionEvent::Describe(answer) => {
                 let _ = answer.send(self.describe());
             }

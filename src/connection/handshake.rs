@@ -27,6 +27,8 @@ pub(crate) struct Negotiated {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub cancel_notify: bool,
+    /// The client understands connection.blocked / unblocked.
+    pub blocked_notify: bool,
     pub client_properties: FieldTable,
     pub mechanism: String,
     /// The user's permissions in the vhost, and the metadata generation they were read at.
@@ -154,6 +156,7 @@ async fn negotiate(
         return Err(e.into());
     }
     let cancel_notify = capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let blocked_notify = capability(&start_ok.client_properties, "connection.blocked");
     let topics = broker.metadata.topic_permissions(&user, &vhost.name);
     Ok(Negotiated {
         user,
@@ -162,6 +165,7 @@ async fn negotiate(
         channel_max,
         heartbeat: tune_ok.heartbeat,
         cancel_notify,
+        blocked_notify,
         client_properties: start_ok.client_properties,
         mechanism: start_ok.mechanism.to_string(),
         permission,
@@ -201,6 +205,7 @@ fn start() -> conn::Start {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
         "direct_reply_to",

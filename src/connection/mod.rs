@@ -5,6 +5,7 @@
 
 mod access;
 mod basic;
+mod blocking;
 mod channel;
 mod close;
 mod describe;
@@ -95,6 +96,8 @@ pub async fn serve(
         mailbox.clone(),
     );
     broker.connections.register(id, info);
+    let alarms = broker.alarms.subscribe();
+    let blocking = blocking::Blocking::new(alarms, negotiated.blocked_notify);
     let mut connection = Connection {
         id,
         peer,
@@ -114,6 +117,7 @@ pub async fn serve(
         closing: None,
         user: negotiated.user.clone(),
         cancel_notify: negotiated.cancel_notify,
+        blocking,
         flow: None,
         grants: access::Grants::new(
             Some(negotiated.permission),
@@ -256,6 +260,8 @@ pub(crate) struct Connection {
     closing: Option<AmqpError>,
     /// The client announced consumer_cancel_notify: it is told when its consumers are cancelled.
     cancel_notify: bool,
+    /// Paused while a resource alarm is raised, once the connection publishes.
+    blocking: blocking::Blocking,
     /// A queue this connection published to is backlogged: reading pauses until it drains.
     flow: Option<Arc<Queue>>,
     /// The user's permissions in the vhost, as the last check read them.
@@ -278,6 +284,13 @@ impl Connection {
             if self.closing.is_some() {
                 return self.finish_close().await.map(Closed::ByServer);
             }
+            // Alarms arrive as mailbox events (ConnectionEvent::AlarmsChanged), so watching them
+            // costs the loop nothing.
+            if let Some(told) = self.blocking.update() {
+                self.io.send(0, &told);
+                last_read = Instant::now();
+            }
+            let blocked = self.blocking.blocked();
             let room = self.io.output.len() < OUTPUT_HIGH_WATER;
             let flow = self.flow.clone();
             // While the store is behind, publishers stop being read (TCP pushes back on them).
@@ -299,7 +312,7 @@ impl Connection {
                     self.flow = None;
                     last_read = Instant::now();
                 }
-                read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested && flow.is_none() => {
+                read = read_more(&mut self.io.reader, &mut self.io.input), if room && !congested && !blocked && flow.is_none() => {
                     let read = read?;
                     if read == 0 {
                         return Err(ConnectionEnd::Eof);
@@ -330,7 +343,7 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick(), if self.heartbeat > 0 => {
-                    if last_read.elapsed() > beat * 2 && !congested {
+                    if last_read.elapsed() > beat * 2 && !congested && !blocked {
                         warn!(peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
                         return Err(ConnectionEnd::HeartbeatTimeout);
                     }

@@ -20,9 +20,28 @@ fn failed(body: Value) -> Health {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
-/// No memory or disk alarm is raised (resource alarms come with the hardening work).
-pub async fn alarms(_user: Authed) -> Health {
-    ok()
+/// 503 while a memory or disk alarm is raised, naming them, as RabbitMQ answers.
+pub async fn alarms(State(broker): State<Arc<Broker>>, _user: Authed) -> Health {
+    alarms_answer(&broker, "There are alarms in effect in the cluster")
+}
+
+/// The same for this node alone (RabbitMQ's local-alarms words it so).
+pub async fn local_alarms(State(broker): State<Arc<Broker>>, _user: Authed) -> Health {
+    alarms_answer(&broker, "There are alarms in effect on the node")
+}
+
+fn alarms_answer(broker: &Broker, reason: &str) -> Health {
+    let raised = broker.alarms.state();
+    if !raised.any() {
+        return ok();
+    }
+    let node = broker.node_name();
+    let alarms: Vec<Value> = [("memory", raised.memory), ("disk", raised.disk)]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(resource, _)| json!({"node": node, "resource": resource}))
+        .collect();
+    failed(json!({"status": "failed", "reason": reason, "alarms": alarms}))
 }
 
 /// Every vhost is running: Warren's vhosts cannot be stopped apart from the node.

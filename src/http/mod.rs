@@ -215,7 +215,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/extensions", get(nodes::extensions))
         .route("/api/feature-flags", get(nodes::feature_flags))
         .route("/api/health/checks/alarms", get(health::alarms))
-        .route("/api/health/checks/local-alarms", get(health::alarms))
+        .route("/api/health/checks/local-alarms", get(health::local_alarms))
         .route(
             "/api/health/checks/virtual-hosts",
             get(health::virtual_hosts),

@@ -3,6 +3,7 @@
 
 use super::auth::Authed;
 use super::error::{ApiError, ApiResult};
+use crate::broker::alarms::{disk_available, resident_bytes};
 use crate::broker::exchange::ExchangeKind;
 use crate::broker::Broker;
 use axum::extract::{Path, Query, State};
@@ -55,6 +56,8 @@ pub fn node_json(broker: &Broker) -> Value {
 
 fn figures(broker: &Broker) -> Value {
     let zero = json!({"rate": 0.0});
+    let alarms = &broker.alarms;
+    let raised = alarms.state();
     json!({
         "name": broker.node_name(),
         "type": "disc",
@@ -68,13 +71,13 @@ fn figures(broker: &Broker) -> Value {
         "rates_mode": "basic",
         "mem_used": resident_bytes(),
         "mem_used_details": zero,
-        "mem_limit": broker.config.paging_watermark,
-        "mem_alarm": false,
+        "mem_limit": alarms.memory_limit(),
+        "mem_alarm": raised.memory,
         "mem_calculation_strategy": "rss",
         "disk_free": disk_available(&broker.config.data_dir),
         "disk_free_details": zero,
-        "disk_free_limit": 50_000_000,
-        "disk_free_alarm": false,
+        "disk_free_limit": alarms.disk_limit(),
+        "disk_free_alarm": raised.disk,
         "fd_used": open_files(),
         "fd_total": 1_048_576,
         "sockets_used": broker.connections.count(),
@@ -95,41 +98,6 @@ fn figures(broker: &Broker) -> Value {
         ],
         "cluster_links": [],
     })
-}
-
-/// The process's resident memory, from /proc (0 where that is not available).
-pub(super) fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-/// Bytes available to unprivileged users on the data directory's file system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(super) fn disk_available(dir: &std::path::Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 0;
-    };
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid C string and `stat` a buffer statvfs fills on success.
-    match unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } {
-        0 => {
-            // SAFETY: statvfs returned 0, so it filled `stat`.
-            let stat = unsafe { stat.assume_init() };
-            // The field types differ between platforms (u32 or u64).
-            #[allow(clippy::unnecessary_cast)]
-            let bytes = stat.f_bavail as u64 * stat.f_frsize as u64;
-            bytes
-        }
-        _ => 0,
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(super) fn disk_available(_dir: &std::path::Path) -> u64 {
-    0
 }
 
 pub(super) fn open_files() -> usize {

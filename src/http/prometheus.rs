@@ -5,8 +5,9 @@
 //! names the node and cluster, as every dashboard query joins on it. No authentication, as
 //! in RabbitMQ.
 
-use super::nodes::{disk_available, open_files, resident_bytes};
+use super::nodes::open_files;
 use super::RABBITMQ_VERSION;
+use crate::broker::alarms::{disk_available, resident_bytes};
 use crate::broker::queue::Queue;
 use crate::broker::sampler;
 use crate::broker::stats::{Counts, Stat};
@@ -159,7 +160,10 @@ fn exposition(broker: &Broker, per_object: bool) -> String {
         "Open TCP sockets limit",
         max_fds(),
     );
-    let (available, limit) = (disk_available(&broker.config.data_dir), DISK_FREE_LIMIT);
+    let (available, limit) = (
+        disk_available(&broker.config.data_dir),
+        broker.alarms.disk_limit(),
+    );
     f.single(
         "rabbitmq_disk_space_available_bytes",
         "gauge",
@@ -175,10 +179,6 @@ fn exposition(broker: &Broker, per_object: bool) -> String {
     global(&mut f, &totals, consumers);
     out
 }
-
-/// RabbitMQ's default free disk space low watermark (disk alarms come with the hardening
-/// work).
-const DISK_FREE_LIMIT: u64 = 50_000_000;
 
 /// The channel families, summed over the node (closed channels included, so rates hold).
 fn channel_families(f: &mut Family, totals: &Counts, consumers: u64, unacked: u64) {
@@ -310,7 +310,7 @@ fn process(f: &mut Family, broker: &Broker) {
         "rabbitmq_resident_memory_limit_bytes",
         "gauge",
         "Memory high watermark in bytes",
-        broker.config.paging_watermark,
+        broker.alarms.memory_limit(),
     );
     f.single(
         "rabbitmq_erlang_uptime_seconds",
@@ -318,21 +318,25 @@ fn process(f: &mut Family, broker: &Broker) {
         "Node uptime",
         broker.uptime_ms() as f64 / 1000.0,
     );
-    for (name, help) in [
+    let raised = broker.alarms.state();
+    for (name, help, on) in [
         (
             "rabbitmq_alarms_file_descriptor_limit",
             "is 1 if file descriptor limit alarm is in effect",
+            false,
         ),
         (
             "rabbitmq_alarms_free_disk_space_watermark",
             "is 1 if free disk space watermark alarm is in effect",
+            raised.disk,
         ),
         (
             "rabbitmq_alarms_memory_used_watermark",
             "is 1 if VM memory watermark alarm is in effect",
+            raised.memory,
         ),
     ] {
-        f.single(name, "untyped", help, 0);
+        f.single(name, "untyped", help, u64::from(on));
     }
 }
 

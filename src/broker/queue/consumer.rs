@@ -46,6 +46,9 @@ pub enum ConnectionEvent {
     /// The broker closes the connection (its vhost or user was deleted): connection.close
     /// with this error.
     Close(crate::error::AmqpError),
+    /// A memory or disk alarm was raised or cleared (`broker::alarms`): the connection
+    /// blocks or unblocks.
+    AlarmsChanged,
     /// The management API asks for the connection's channels.
     Describe(tokio::sync::oneshot::Sender<Vec<ChannelView>>),
     /// A direct reply-to reply for the channel's reply consumer registered under `token`.
