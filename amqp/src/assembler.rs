@@ -4,6 +4,7 @@
 
 use crate::error::ProtocolError;
 use crate::frame::{Frame, FrameKind};
+use crate::nesting::{self, MAX_NESTING};
 use amq_protocol::protocol::{basic, parse_class, AMQPClass, BasicProperties};
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -212,6 +213,14 @@ impl CommandAssembler {
                 ids(&method),
             ));
         }
+        if !nesting::properties_within_limit(&payload) {
+            return Err(ProtocolError::malformed(
+                format!(
+                    "content header properties: headers nested deeper than {MAX_NESTING} levels"
+                ),
+                ids(&method),
+            ));
+        }
         let properties = match basic::parse_properties(&payload[..]) {
             Ok((_, properties)) => properties,
             Err(_) => {
@@ -274,6 +283,14 @@ pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, ProtocolError> {
             (class_id, method_id),
         )
     };
+    if !nesting::method_within_limit(class_id, method_id, &payload[4..]) {
+        return Err(ProtocolError::malformed(
+            format!(
+                "arguments of method {class_id}.{method_id}: a field table nested deeper than {MAX_NESTING} levels"
+            ),
+            (class_id, method_id),
+        ));
+    }
     match parse_class(payload) {
         // Trailing bytes mean the arguments were not what the method says they are.
         Ok(([], method)) => Ok(method),
@@ -314,6 +331,7 @@ fn carries_content(method: &AMQPClass) -> bool {
 mod tests {
     use super::*;
     use crate::encode;
+    use amq_protocol::types::{AMQPValue, FieldArray, FieldTable};
 
     fn method_frame(method: &AMQPClass) -> Frame {
         let mut buf = BytesMut::new();
@@ -429,6 +447,171 @@ mod tests {
             asm.push(header, 5).unwrap(),
             Assembled::TooLarge { size: 10 }
         );
+    }
+
+    /// `{"k": [[...]]}` nested `depth` levels, the table counting as one.
+    fn nested(depth: usize) -> FieldTable {
+        let mut value = AMQPValue::Void;
+        for _ in 1..depth {
+            let mut array = FieldArray::default();
+            array.push(value);
+            value = AMQPValue::FieldArray(array);
+        }
+        let mut table = FieldTable::default();
+        table.insert("k".into(), value);
+        table
+    }
+
+    /// Every method that carries a field table, with `table` in it.
+    fn methods_with_a_table(table: FieldTable) -> Vec<AMQPClass> {
+        use amq_protocol::protocol::{connection, exchange, queue};
+        let t = || table.clone();
+        vec![
+            AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: t(),
+                mechanisms: "PLAIN".into(),
+                locales: "en_US".into(),
+            })),
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: t(),
+                mechanism: "PLAIN".into(),
+                response: "\0guest\0guest".into(),
+                locale: "en_US".into(),
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+                exchange: "ex".into(),
+                kind: "topic".into(),
+                durable: true,
+                arguments: t(),
+                ..Default::default()
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Bind(exchange::Bind {
+                destination: "dst".into(),
+                source: "src".into(),
+                routing_key: "a.b".into(),
+                nowait: true,
+                arguments: t(),
+            })),
+            AMQPClass::Exchange(exchange::AMQPMethod::Unbind(exchange::Unbind {
+                destination: "dst".into(),
+                source: "src".into(),
+                routing_key: "a.b".into(),
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: "q".into(),
+                exclusive: true,
+                arguments: t(),
+                ..Default::default()
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                queue: "q".into(),
+                exchange: "amq.topic".into(),
+                routing_key: "#".into(),
+                nowait: false,
+                arguments: t(),
+            })),
+            AMQPClass::Queue(queue::AMQPMethod::Unbind(queue::Unbind {
+                queue: "q".into(),
+                exchange: "amq.topic".into(),
+                routing_key: "#".into(),
+                arguments: t(),
+            })),
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: "q".into(),
+                consumer_tag: "ctag".into(),
+                no_ack: true,
+                arguments: t(),
+                ..Default::default()
+            })),
+        ]
+    }
+
+    /// Fuzzing regression (method_parse): field tables nested past MAX_NESTING are refused in
+    /// every method that carries one, and tables up to it still parse.
+    #[test]
+    fn tables_nested_past_the_limit_are_refused_in_every_method() {
+        for method in methods_with_a_table(nested(MAX_NESTING)) {
+            let frame = method_frame(&method);
+            assert_eq!(parse_method(&frame.payload).unwrap(), method);
+        }
+        for method in methods_with_a_table(nested(MAX_NESTING + 1)) {
+            let frame = method_frame(&method);
+            let err = parse_method(&frame.payload).unwrap_err();
+            assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR, "{err}");
+            assert_eq!(err.method(), ids(&method));
+        }
+    }
+
+    /// Fuzzing regression: a connection.start-ok (read before any login) or queue.declare whose
+    /// table nests 30,000 arrays, 150 KB, overflowed the parser's stack and aborted the process;
+    /// so did a publish whose headers nest as deep. Now they are frame errors. Run on a thread
+    /// with a tokio worker's 2 MiB stack.
+    #[test]
+    fn a_deeply_nested_table_is_refused_without_overflowing_the_stack() {
+        let deep = crate::nesting::tests::nested_table(30_000);
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let mut start_ok = vec![0, 10, 0, 11];
+                start_ok.extend_from_slice(&deep);
+                start_ok.extend_from_slice(&[5, b'P', b'L', b'A', b'I', b'N', 0, 0, 0, 0, 0]);
+                let mut declare = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+                declare.extend_from_slice(&deep);
+                for payload in [start_ok, declare] {
+                    let err = parse_method(&payload).unwrap_err();
+                    assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
+                }
+                // A publish whose headers (the third property) nest as deep.
+                let mut asm = CommandAssembler::new();
+                asm.push(method_frame(&publish()), u64::MAX).unwrap();
+                let mut payload = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                payload.extend_from_slice(&(1u16 << 13).to_be_bytes());
+                payload.extend_from_slice(&deep);
+                let header = Frame {
+                    kind: FrameKind::Header,
+                    channel: 1,
+                    payload: Bytes::from(payload),
+                };
+                let err = asm.push(header, u64::MAX).unwrap_err();
+                assert_eq!(err.reply_code(), crate::reply::FRAME_ERROR);
+                assert_eq!(err.method(), (60, 40));
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+    }
+
+    /// Fuzzing regression (properties): headers up to MAX_NESTING deep are delivered, one level
+    /// more is a frame error, whatever properties come before them.
+    #[test]
+    fn headers_nested_past_the_limit_are_refused() {
+        for props in [
+            BasicProperties::default(),
+            BasicProperties::default().with_content_type("text/plain".into()),
+            BasicProperties::default().with_content_encoding("gzip".into()),
+            BasicProperties::default()
+                .with_content_type("text/plain".into())
+                .with_content_encoding("gzip".into())
+                .with_priority(1),
+        ] {
+            for (depth, ok) in [(MAX_NESTING, true), (MAX_NESTING + 1, false)] {
+                let props = props.clone().with_headers(nested(depth));
+                let mut asm = CommandAssembler::new();
+                asm.push(method_frame(&publish()), u64::MAX).unwrap();
+                let header = content_frames(&props, b"", 4096).remove(0);
+                match asm.push(header, u64::MAX) {
+                    Ok(Assembled::Command(cmd)) if ok => {
+                        assert_eq!(cmd.content.unwrap().properties, props)
+                    }
+                    Err(e) if !ok => assert_eq!(e.reply_code(), crate::reply::FRAME_ERROR),
+                    other => panic!("depth {depth}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

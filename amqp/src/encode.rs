@@ -63,8 +63,12 @@ pub fn field_table(buf: &mut BytesMut, table: &amq_protocol::types::FieldTable) 
     }
 }
 
-/// Reads back what [`field_table`] wrote; `None` if the bytes are not exactly one table.
+/// Reads back what [`field_table`] wrote; `None` if the bytes are not exactly one table, or
+/// one nested deeper than [`crate::MAX_NESTING`] (see [`crate::nesting`]).
 pub fn decode_field_table(bytes: &[u8]) -> Option<amq_protocol::types::FieldTable> {
+    if !crate::nesting::table_within_limit(bytes) {
+        return None;
+    }
     match amq_protocol::types::parsing::parse_field_table(bytes) {
         Ok(([], table)) => Some(table),
         _ => None,

@@ -44,11 +44,18 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// The most [`decode`] reserves ahead for a frame that no `frame_max` bounds (`frame_max` 0):
+/// the buffer still grows as the bytes arrive, but a 7-byte header announcing 4 GiB no longer
+/// makes it allocate 4 GiB at once.
+pub const UNBOUNDED_RESERVE: usize = 128 * 1024;
+
 /// Takes one complete frame off the front of `buf`, or returns `None` when more bytes are
 /// needed. `frame_max` bounds the whole frame (header, payload and end octet), as negotiated in
 /// connection.tune. Like RabbitMQ, a payload of up to `frame_max` bytes is accepted (the limit
 /// is nominally the whole frame); a larger size is rejected before its payload is buffered, so
-/// a peer cannot make the server allocate more than `frame_max` per connection.
+/// a peer cannot make the server allocate more than `frame_max` per connection. `frame_max` 0
+/// means no limit: a frame of any size is buffered as it arrives (at most
+/// [`UNBOUNDED_RESERVE`] reserved ahead of it).
 pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, ProtocolError> {
     if buf.len() < FRAME_HEADER_SIZE {
         return Ok(None);
@@ -67,7 +74,12 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Proto
     }
     let total = FRAME_HEADER_SIZE + size as usize + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        let missing = total - buf.len();
+        buf.reserve(if frame_max == 0 {
+            missing.min(UNBOUNDED_RESERVE)
+        } else {
+            missing
+        });
         return Ok(None);
     }
     let end = buf[total - 1];
@@ -143,6 +155,31 @@ mod tests {
         assert!(decode(&mut exact, 4096).unwrap().is_some());
         let mut over = raw(FRAME_BODY, 1, &[0; 4097], FRAME_END);
         assert!(decode(&mut over, 4096).is_err());
+    }
+
+    /// Fuzzing regression (frame_decode, minimised): with no frame_max, a method frame header
+    /// announcing 0xd00155ce bytes made `decode` reserve 3.5 GB at once (libFuzzer's
+    /// out-of-memory); the handshake's refusal and the closing handshake read with frame_max 0.
+    #[test]
+    fn a_header_without_frame_max_does_not_reserve_its_whole_size() {
+        let mut buf = BytesMut::from(&[0x01, 0x00, 0xb1, 0xd0, 0x01, 0x55, 0xce][..]);
+        assert_eq!(decode(&mut buf, 0), Ok(None));
+        assert!(
+            buf.capacity() <= 7 + UNBOUNDED_RESERVE,
+            "{}",
+            buf.capacity()
+        );
+        let mut max = BytesMut::from(&[FRAME_BODY, 0, 1, 0xff, 0xff, 0xff, 0xff][..]);
+        assert_eq!(decode(&mut max, 0), Ok(None));
+        assert!(
+            max.capacity() <= 7 + UNBOUNDED_RESERVE,
+            "{}",
+            max.capacity()
+        );
+        // A large frame still decodes once all of it is there.
+        let mut big = raw(FRAME_BODY, 1, &vec![5; 3 * UNBOUNDED_RESERVE], FRAME_END);
+        let frame = decode(&mut big, 0).unwrap().unwrap();
+        assert_eq!(frame.payload.len(), 3 * UNBOUNDED_RESERVE);
     }
 
     #[test]

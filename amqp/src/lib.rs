@@ -10,6 +10,7 @@ pub mod assembler;
 pub mod encode;
 pub mod error;
 pub mod frame;
+pub mod nesting;
 pub mod reply;
 pub mod short;
 
@@ -18,6 +19,7 @@ pub use amq_protocol::types::{self, AMQPValue, FieldArray, FieldTable, LongStrin
 pub use assembler::{Command, CommandAssembler, Content};
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameKind};
+pub use nesting::MAX_NESTING;
 pub use short::short_string;
 
 /// The eight bytes a 0-9-1 client opens with, and the bytes a server answers a wrong header with.
