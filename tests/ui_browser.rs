@@ -109,6 +109,9 @@ async fn a_queue_is_declared_bound_fed_read_purged_and_deleted_from_the_ui() {
     b.text_where("#publish-message .status", |t| t.contains("published"))
         .await;
     api_until(&broker, "/api/queues/%2F/ui-q", |_, q| q["messages"] == 2).await;
+    // The page shows the new count: Messages, Total.
+    let total = "#queue-messages tbody tr:first-child td:nth-child(2)";
+    b.text_where(total, |t| t == "2").await;
     b.fill("#get-count", "2").await;
     b.click("#get-messages button[type=submit]").await;
     let first = b
@@ -120,6 +123,7 @@ async fn a_queue_is_declared_bound_fed_read_purged_and_deleted_from_the_ui() {
     b.click("#purge-queue").await;
     b.accept_confirm().await;
     api_until(&broker, "/api/queues/%2F/ui-q", |_, q| q["messages"] == 0).await;
+    b.text_where(total, |t| t == "0").await;
     b.click("#delete-queue").await;
     b.accept_confirm().await;
     api_until(&broker, "/api/queues/%2F/ui-q", |s, _| {
