@@ -293,9 +293,10 @@ fn credentials(mechanism: &str, response: &[u8]) -> Result<(String, String), Con
             // A field table without its length prefix.
             let mut framed = (response.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(response);
-            let table = warren_amqp::types::parsing::parse_field_table(&framed[..])
-                .map(|(_, t)| t)
-                .map_err(|_| refused(mechanism))?;
+            // Through the nesting check: the parser recurses per nested level, and this table
+            // comes before any login (a deep one overflowed the worker's stack).
+            let table = warren_amqp::encode::decode_field_table(&framed)
+                .ok_or_else(|| refused(mechanism))?;
             let field = |k: &str| match table.inner().get(k) {
                 Some(AMQPValue::LongString(s)) => {
                     Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
@@ -357,6 +358,22 @@ fn negotiate_limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deeply_nested_amqplain_response_is_refused_without_overflowing_the_stack() {
+        // {"LOGIN": [[[...]]]} nested 30,000 arrays deep: 150 KB, before any login.
+        let mut value = vec![b'V'];
+        for _ in 0..30_000 {
+            let mut outer = vec![b'A'];
+            outer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            outer.extend_from_slice(&value);
+            value = outer;
+        }
+        let mut response = vec![5];
+        response.extend_from_slice(b"LOGIN");
+        response.extend_from_slice(&value);
+        assert!(credentials("AMQPLAIN", &response).is_err());
+    }
 
     #[test]
     fn plain_and_amqplain_credentials() {
