@@ -280,6 +280,14 @@ impl Connection {
         let mut last_read = Instant::now();
         let mut wrote_since_tick = false;
         let store = self.broker.store.clone();
+        // What the client sent right behind connection.open (a pipelined channel.open, say)
+        // is already buffered: it is handled now, not when more bytes arrive.
+        if !self.io.input.is_empty() {
+            if let Some(reason) = self.on_input()? {
+                self.io.flush().await?;
+                return Ok(Closed::ByClient(reason));
+            }
+        }
         loop {
             if self.closing.is_some() {
                 return self.finish_close().await.map(Closed::ByServer);

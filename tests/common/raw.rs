@@ -87,10 +87,10 @@ impl RawClient {
     }
 
     pub async fn send(&mut self, frame: &AMQPFrame) {
-        let bytes = gen_frame(frame)(WriteContext::from(Vec::new()))
-            .expect("frame encodes")
-            .write;
-        self.stream.write_all(&bytes).await.expect("frame sent");
+        self.stream
+            .write_all(&frame_bytes(frame))
+            .await
+            .expect("frame sent");
     }
 
     pub async fn send_method(&mut self, channel: u16, method: AMQPClass) {
@@ -159,4 +159,11 @@ impl RawClient {
         let len = 7 + size + 1;
         (input.len() >= len).then_some(len)
     }
+}
+
+/// A frame as bytes, for tests that send several in one write.
+pub fn frame_bytes(frame: &AMQPFrame) -> Vec<u8> {
+    gen_frame(frame)(WriteContext::from(Vec::new()))
+        .expect("frame encodes")
+        .write
 }
