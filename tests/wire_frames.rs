@@ -236,41 +236,13 @@ async fn a_wrong_frame_end_octet_closes_the_connection_with_501() {
 async fn frames_sent_right_behind_connection_open_are_answered_at_once() {
     use amq_protocol::frame::AMQPFrame;
     use amq_protocol::protocol::{channel, connection, AMQPClass};
-    use amq_protocol::types::{FieldTable, LongString};
     let broker = TestBroker::start().await;
-    let mut client = RawClient::connect(broker.addr()).await;
-    client.send_bytes(b"AMQP\x00\x00\x09\x01").await.unwrap();
-    assert!(matches!(
-        client.recv_method().await,
-        Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(_))))
-    ));
-    let start_ok = connection::StartOk {
-        client_properties: FieldTable::default(),
-        mechanism: "PLAIN".into(),
-        response: LongString::from(b"\0guest\0guest".to_vec()),
-        locale: "en_US".into(),
-    };
-    client
-        .send_method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)),
-        )
-        .await;
-    let tune = match client.recv_method().await {
-        Some((0, AMQPClass::Connection(connection::AMQPMethod::Tune(t)))) => t,
-        other => panic!("expected connection.tune, got {other:?}"),
-    };
-    let tune_ok = connection::TuneOk {
-        channel_max: tune.channel_max,
-        frame_max: tune.frame_max,
+    let (mut client, _) = RawClient::tuned(broker.addr(), |t| connection::TuneOk {
+        channel_max: t.channel_max,
+        frame_max: t.frame_max,
         heartbeat: 0,
-    };
-    client
-        .send_method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)),
-        )
-        .await;
+    })
+    .await;
     // connection.open and channel.open in one write, as pipelining clients send them.
     let open = AMQPFrame::Method(
         0,

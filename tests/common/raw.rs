@@ -22,6 +22,25 @@ impl RawClient {
         addr: SocketAddr,
         tune_ok: impl FnOnce(&connection::Tune) -> connection::TuneOk,
     ) -> (Self, connection::Tune) {
+        let (mut client, tune) = Self::tuned(addr, tune_ok).await;
+        let open = connection::Open {
+            virtual_host: "/".into(),
+        };
+        client
+            .send_method(0, AMQPClass::Connection(connection::AMQPMethod::Open(open)))
+            .await;
+        match client.recv_method().await {
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => {}
+            other => panic!("expected connection.open-ok, got {other:?}"),
+        }
+        (client, tune)
+    }
+
+    /// The handshake up to tune-ok, for tests that send connection.open their own way.
+    pub async fn tuned(
+        addr: SocketAddr,
+        tune_ok: impl FnOnce(&connection::Tune) -> connection::TuneOk,
+    ) -> (Self, connection::Tune) {
         let stream = TcpStream::connect(addr).await.expect("raw client connects");
         let mut client = Self {
             stream,
@@ -58,16 +77,6 @@ impl RawClient {
                 AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok(&tune))),
             )
             .await;
-        let open = connection::Open {
-            virtual_host: "/".into(),
-        };
-        client
-            .send_method(0, AMQPClass::Connection(connection::AMQPMethod::Open(open)))
-            .await;
-        match client.recv_method().await {
-            Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => {}
-            other => panic!("expected connection.open-ok, got {other:?}"),
-        }
         (client, tune)
     }
 
