@@ -41,6 +41,9 @@ pub struct Config {
     pub disk_free_limit: Limit,
     /// Milliseconds between checks of memory and disk against their limits.
     pub memory_monitor_interval: u64,
+    /// Milliseconds a consumer may hold a delivery unacknowledged before its channel is
+    /// closed and the delivery requeued (RabbitMQ's `consumer_timeout`); 0: no limit.
+    pub consumer_timeout: u64,
 }
 
 /// A resource limit: relative (a fraction or multiple of total memory) or absolute bytes.
@@ -135,6 +138,7 @@ impl Default for Config {
             vm_memory_high_watermark: Limit::Relative(0.4),
             disk_free_limit: Limit::Absolute(50_000_000),
             memory_monitor_interval: 2500,
+            consumer_timeout: 1_800_000,
         }
     }
 }

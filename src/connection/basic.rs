@@ -2,6 +2,7 @@
 //! confirms and transactions, and deliveries arriving from queues.
 
 use super::access::Resource;
+use super::ack_timeout::Deadline;
 use super::channel::{
     generated_consumer_tag, requeue_all, Channel, ChannelConsumer, ChannelState, Confirms,
     Publication, TxOp, Unacked,
@@ -14,7 +15,7 @@ use crate::broker::field_types;
 use crate::broker::message::QueueEntry;
 use crate::broker::message::{check_expiration, Message};
 use crate::broker::metadata::permissions::Access;
-use crate::broker::queue::{consumer_priority, Queue};
+use crate::broker::queue::{consumer_priority, consumer_timeout, Queue};
 use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
 use crate::broker::stats::Stat;
@@ -23,10 +24,17 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::store::writer::Durable;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 use warren_amqp::protocol::basic as b;
 use warren_amqp::{encode, reply, AMQPClass, AMQPValue, Content, FieldTable};
 
 impl Connection {
+    /// The broker's `consumer_timeout`, for consumers and gets whose queue sets none.
+    fn global_consumer_timeout(&self) -> Option<Duration> {
+        let ms = self.broker.config.consumer_timeout;
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
     pub(super) fn basic_publish(
         &mut self,
         channel_id: u16,
@@ -267,6 +275,11 @@ impl Connection {
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let what = format!("queue '{name}' in vhost '{}'", self.vhost.name);
         let priority = consume_arguments(&m.arguments, &what)?;
+        // The consumer's own timeout, else its queue's, else the broker's.
+        let ack_timeout = consumer_timeout(&m.arguments, &what)?
+            .or_else(|| queue.consumer_timeout())
+            .map(Duration::from_millis)
+            .or(self.global_consumer_timeout());
         let (id, mailbox) = (self.id, self.mailbox.clone());
         let channel = self.channel(channel_id)?;
         // A generated tag is unique, so only a client's tag could have been in use.
@@ -288,6 +301,7 @@ impl Connection {
             in_transit: Credit::new(TRANSIT_WINDOW),
             starved: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            ack_timeout,
         });
         // Deliveries reach the client through the mailbox, after this reply is written.
         queue.add_consumer(consumer.clone())?;
@@ -340,17 +354,22 @@ impl Connection {
         };
         let frame_max = self.frame_max;
         let traced = self.vhost.tracing().then(|| queue.clone());
+        let (now, global_timeout) = (self.now, self.global_consumer_timeout());
         let channel = self.channel(channel_id)?;
         count_delivery(channel, &entry, Stat::Get, Stat::GetNoAck, m.no_ack);
         let tag = channel.next_tag();
         let msg = entry.message.clone();
         if !m.no_ack {
+            let timeout = queue.consumer_timeout().map(Duration::from_millis);
+            let deadline = Deadline::after(now, timeout.or(global_timeout));
             channel.unacked.push_back(Unacked {
                 tag,
                 queue,
                 entry: entry.clone(),
                 consumer: None,
+                deadline,
             });
+            self.track_deadline(deadline);
         }
         let out = &mut self.io.output;
         encode::get_ok(
@@ -622,12 +641,17 @@ impl Connection {
         // Kept aside only while tracing: the entry itself goes to the unacked list.
         let traced = self.vhost.tracing().then(|| entry.clone());
         if !consumer.no_ack {
+            let deadline = Deadline::after(self.now, consumer.ack_timeout);
             channel.unacked.push_back(Unacked {
                 tag,
                 queue: queue.clone(),
                 entry,
                 consumer: Some(consumer.clone()),
+                deadline,
             });
+            if let Some(d) = deadline {
+                self.ack_timer.arm(d.at);
+            }
         }
         if let Some(entry) = traced {
             self.trace_delivery(channel_id, &queue, &entry);

@@ -3,6 +3,7 @@
 //! shares (consumer tags, requeueing). The handlers (basic, close, reply_to, tx...) import
 //! this state; it imports none of them, and they do not import each other.
 
+use super::ack_timeout::Deadline;
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueueEntry;
 use crate::broker::queue::{ChannelGate, Consumer, Queue};
@@ -29,6 +30,8 @@ pub struct Unacked {
     pub entry: QueueEntry,
     /// None for basic.get deliveries, which hold no consumer credit.
     pub consumer: Option<Arc<Consumer>>,
+    /// When holding it unacknowledged closes the channel, if ever.
+    pub deadline: Option<Deadline>,
 }
 
 /// A consumer as its channel knows it.
@@ -273,6 +276,7 @@ mod tests {
                 queue: queue.clone(),
                 entry,
                 consumer: None,
+                deadline: None,
             });
         }
         ch

@@ -4,6 +4,7 @@
 //! come back here and become channel.close or connection.close in one place (`fail`).
 
 mod access;
+mod ack_timeout;
 mod basic;
 mod blocking;
 mod channel;
@@ -124,6 +125,8 @@ pub async fn serve(
             negotiated.topics,
             negotiated.generation,
         ),
+        ack_timer: ack_timeout::AckTimer::new(),
+        now: Instant::now(),
     };
     connection.emit_connection_created();
     let mut events = events;
@@ -266,6 +269,11 @@ pub(crate) struct Connection {
     flow: Option<Arc<Queue>>,
     /// The user's permissions in the vhost, as the last check read them.
     grants: access::Grants,
+    /// Fires when an unacked delivery may have outlived its consumer's timeout.
+    ack_timer: ack_timeout::AckTimer,
+    /// The time as of this wakeup of the loop: deliveries' deadlines count from it, so a
+    /// batch of deliveries reads the clock once.
+    now: Instant,
 }
 
 impl Connection {
@@ -283,6 +291,7 @@ impl Connection {
         // What the client sent right behind connection.open (a pipelined channel.open, say)
         // is already buffered: it is handled now, not when more bytes arrive.
         if !self.io.input.is_empty() {
+            self.now = Instant::now();
             if let Some(reason) = self.on_input()? {
                 self.io.flush().await?;
                 return Ok(Closed::ByClient(reason));
@@ -327,6 +336,7 @@ impl Connection {
                     }
                     self.details.stats.counters.add(Stat::RecvOct, read as u64);
                     last_read = Instant::now();
+                    self.now = last_read;
                     if let Some(reason) = self.on_input()? {
                         self.io.flush().await?;
                         return Ok(Closed::ByClient(reason));
@@ -335,6 +345,7 @@ impl Connection {
                 event = events.recv(), if room => {
                     // The connection holds a sender itself, so the mailbox never closes here.
                     if let Some(event) = event {
+                        self.now = Instant::now();
                         self.on_event(event);
                         for _ in 1..EVENT_BATCH {
                             if self.closing.is_some() {
@@ -349,6 +360,9 @@ impl Connection {
                         }
                         self.flush_confirms();
                     }
+                }
+                _ = self.ack_timer.fired(), if self.ack_timer.is_armed() => {
+                    self.on_ack_timer();
                 }
                 _ = ticker.tick(), if self.heartbeat > 0 => {
                     if last_read.elapsed() > beat * 2 && !congested && !blocked {

@@ -29,7 +29,7 @@ pub fn consumer_json(broker: &Broker, q: &Queue, c: &Consumer) -> Value {
     if c.priority != 0 {
         arguments.insert("x-priority".into(), Value::from(c.priority));
     }
-    json!({
+    let mut consumer = json!({
         "arguments": arguments,
         "ack_required": !c.no_ack,
         "active": true,
@@ -38,11 +38,14 @@ pub fn consumer_json(broker: &Broker, q: &Queue, c: &Consumer) -> Value {
         "consumer_tag": c.tag.as_str(),
         "exclusive": c.exclusive,
         "prefetch_count": c.prefetch.limit(),
-        // RabbitMQ's default delivery acknowledgement timeout, in milliseconds (newer clients
-        // read it).
-        "consumer_timeout": 1_800_000,
         "queue": {"name": q.name.as_str(), "vhost": q.vhost},
-    })
+    });
+    // The delivery acknowledgement timeout in force for it, in milliseconds (newer clients
+    // read it); left out when the broker's is switched off and nothing else sets one.
+    if let Some(timeout) = c.ack_timeout {
+        consumer["consumer_timeout"] = Value::from(timeout.as_millis() as u64);
+    }
+    consumer
 }
 
 fn of_vhost(broker: &Broker, vhost: &VHost) -> Vec<Value> {

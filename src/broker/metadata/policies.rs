@@ -79,6 +79,7 @@ const ACTED_ON: &[&str] = &[
     "dead-letter-exchange",
     "dead-letter-routing-key",
     "alternate-exchange",
+    "consumer-timeout",
 ];
 /// Keys RabbitMQ accepts that mean nothing for a classic queue on one node: accepted (so
 /// definitions from RabbitMQ import) and without effect.
@@ -153,6 +154,7 @@ fn validate(definition: &Map<String, Value>, operator: bool) -> Result<(), Polic
             "max-length-bytes" if int.is_none_or(|n| n < 0) => {
                 return bad("maximum length in bytes")
             }
+            "consumer-timeout" if int.is_none_or(|n| n < 0) => return bad("consumer timeout"),
             "overflow" if v.as_str().and_then(overflow).is_none() => return bad("overflow value"),
             "dead-letter-exchange" | "dead-letter-routing-key" | "alternate-exchange"
                 if !v.is_string() =>
@@ -262,6 +264,7 @@ pub fn queue_overrides(policy: Option<&Policy>, operator: Option<&Policy>) -> Po
             .and_then(|t| overflow(&t)),
         dead_letter_exchange: policy.and_then(|p| p.text("dead-letter-exchange")),
         dead_letter_routing_key: policy.and_then(|p| p.text("dead-letter-routing-key")),
+        consumer_timeout: policy.and_then(|p| p.int("consumer-timeout")),
         policy: policy.map(|p| p.spec.name.clone()),
         operator_policy: operator.map(|p| p.spec.name.clone()),
     }

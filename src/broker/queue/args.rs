@@ -33,6 +33,8 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-message-deduplication`: drop publishes whose deduplication key the queue holds.
     pub deduplication: Option<Dedup>,
+    /// `x-consumer-timeout`: milliseconds a consumer may hold a delivery unacknowledged.
+    pub consumer_timeout: Option<u64>,
 }
 
 /// What a deduplicating queue compares. Without `x-cache-size` and `x-cache-ttl` a key counts
@@ -222,6 +224,7 @@ pub struct PolicyOverrides {
     pub overflow: Option<Overflow>,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    pub consumer_timeout: Option<u64>,
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
 }
@@ -238,6 +241,8 @@ pub struct Effective {
     pub overflow: Overflow,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    /// How long a consumer may hold a delivery unacknowledged (ms), if the queue says.
+    pub consumer_timeout: Option<u64>,
     /// The policies behind it, for the management API.
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
@@ -269,6 +274,7 @@ impl Effective {
             overflow,
             dead_letter_exchange,
             dead_letter_routing_key,
+            consumer_timeout: lower(args.consumer_timeout, policy.consumer_timeout),
             policy: policy.policy.clone(),
             operator_policy: policy.operator_policy.clone(),
         }
@@ -309,6 +315,7 @@ impl QueueArgs {
             } else {
                 None
             },
+            consumer_timeout: c.integer("x-consumer-timeout", Bound::NonNegative)?,
         };
         if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
             return Err(c.invalid(
@@ -318,6 +325,11 @@ impl QueueArgs {
         }
         Ok(parsed)
     }
+}
+
+/// A consumer's `x-consumer-timeout` argument (milliseconds), which overrides its queue's.
+pub fn consumer_timeout(args: &FieldTable, what: &str) -> AmqpResult<Option<u64>> {
+    Checker { args, what }.integer("x-consumer-timeout", Bound::NonNegative)
 }
 
 /// A consumer's `x-priority` argument (0 when absent).

@@ -164,6 +164,9 @@ pub struct Consumer {
     pub starved: AtomicBool,
     /// Set while its channel closes: it takes nothing more.
     pub closing: AtomicBool,
+    /// How long it may hold a delivery unacknowledged before its channel is closed (its
+    /// own argument, else its queue's, else the broker's `consumer_timeout`); None: forever.
+    pub ack_timeout: Option<std::time::Duration>,
 }
 
 impl Consumer {
@@ -213,6 +216,7 @@ mod tests {
     fn consumer(no_ack: bool, prefetch: u32, gate: Arc<ChannelGate>) -> Consumer {
         let (tx, _rx) = mpsc::unbounded_channel();
         Consumer {
+            ack_timeout: None,
             tag: "c".into(),
             channel: 1,
             connection: 1,

@@ -21,7 +21,9 @@ mod paging;
 mod policy;
 mod snapshot;
 
-pub use args::{consumer_priority, Effective, Overflow, PolicyOverrides, QueueArgs};
+pub use args::{
+    consumer_priority, consumer_timeout, Effective, Overflow, PolicyOverrides, QueueArgs,
+};
 pub use consumer::{
     ChannelGate, ChannelView, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox,
     TRANSIT_WINDOW,
@@ -200,6 +202,12 @@ impl Queue {
     /// The TTLs, limits and dead-lettering in force, and the policies behind them.
     pub fn effective(&self) -> Effective {
         self.state().effective.clone()
+    }
+
+    /// How long its consumers may hold a delivery unacknowledged (ms), if its argument or
+    /// policy says.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        self.state().effective.consumer_timeout
     }
 
     /// Connects the queue to the broker's dead-letter and timer services.
