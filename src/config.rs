@@ -44,6 +44,46 @@ pub struct Config {
     /// Milliseconds a consumer may hold a delivery unacknowledged before its channel is
     /// closed and the delivery requeued (RabbitMQ's `consumer_timeout`); 0: no limit.
     pub consumer_timeout: u64,
+    /// The AMQPS port (RabbitMQ's 5671), served when `tls_cert` is set.
+    pub amqps_port: u16,
+    /// The management API's HTTPS port (RabbitMQ's 15671), served when `tls_cert` is set.
+    pub https_port: u16,
+    /// The server's certificate chain (PEM). Setting it turns TLS on.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// The authorities client certificates must come from (PEM), for `tls_verify = "peer"`.
+    pub tls_ca: Option<PathBuf>,
+    /// Whether clients are asked for a certificate (RabbitMQ's `ssl_options.verify`).
+    pub tls_verify: TlsVerify,
+    /// With `tls_verify = "peer"`, refuse clients without a certificate
+    /// (RabbitMQ's `ssl_options.fail_if_no_peer_cert`).
+    pub tls_fail_if_no_peer_cert: bool,
+}
+
+/// Whether TLS clients are asked for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum TlsVerify {
+    /// No client certificate is asked for (`verify_none`).
+    #[default]
+    #[serde(rename = "none", alias = "verify_none")]
+    None,
+    /// Clients are asked for one, verified against `tls_ca` (`verify_peer`); SASL EXTERNAL is
+    /// offered to those that present one.
+    #[serde(rename = "peer", alias = "verify_peer")]
+    Peer,
+}
+
+impl std::str::FromStr for TlsVerify {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "none" | "verify_none" => Ok(Self::None),
+            "peer" | "verify_peer" => Ok(Self::Peer),
+            other => Err(format!("'{other}' is neither none nor peer")),
+        }
+    }
 }
 
 /// A resource limit: relative (a fraction or multiple of total memory) or absolute bytes.
@@ -139,6 +179,13 @@ impl Default for Config {
             disk_free_limit: Limit::Absolute(50_000_000),
             memory_monitor_interval: 2500,
             consumer_timeout: 1_800_000,
+            amqps_port: 5671,
+            https_port: 15671,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_verify: TlsVerify::None,
+            tls_fail_if_no_peer_cert: false,
         }
     }
 }

@@ -24,7 +24,8 @@
 //! 5. **`server`**: listeners, accept loops, graceful shutdown.
 //! 6. **`main`**: command line → `Config` → tracing → `server::run`.
 //!
-//! `config` and `error` are shared by every layer.
+//! `config`, `error` and `tls` (the TLS setups the AMQPS and HTTPS listeners share) are shared
+//! by every layer.
 //!
 //! # Talking upward
 //!
@@ -56,6 +57,7 @@ pub mod error;
 pub mod http;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{run, Server};

@@ -53,6 +53,24 @@ struct Cli {
     /// blocked: an amount (50MB) or a multiple of the memory (1.0).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     disk_free_limit: Option<warren::config::Limit>,
+    /// AMQPS port, served when a TLS certificate is configured.
+    #[arg(long, env = "WARREN_AMQPS_PORT")]
+    amqps_port: Option<u16>,
+    /// Management HTTPS port, served when a TLS certificate is configured.
+    #[arg(long, env = "WARREN_HTTPS_PORT")]
+    https_port: Option<u16>,
+    /// The server's TLS certificate chain (PEM); turns AMQPS and HTTPS on.
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Authorities whose client certificates are accepted (PEM).
+    #[arg(long, env = "WARREN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate: none or peer.
+    #[arg(long, env = "WARREN_TLS_VERIFY")]
+    tls_verify: Option<warren::config::TlsVerify>,
     /// Print the default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -105,6 +123,24 @@ impl Cli {
         }
         if let Some(v) = self.disk_free_limit {
             config.disk_free_limit = v;
+        }
+        if let Some(v) = self.amqps_port {
+            config.amqps_port = v;
+        }
+        if let Some(v) = self.https_port {
+            config.https_port = v;
+        }
+        for (value, setting) in [
+            (&self.tls_cert, &mut config.tls_cert),
+            (&self.tls_key, &mut config.tls_key),
+            (&self.tls_ca, &mut config.tls_ca),
+        ] {
+            if let Some(v) = value {
+                *setting = Some(v.clone());
+            }
+        }
+        if let Some(v) = self.tls_verify {
+            config.tls_verify = v;
         }
         if let Some(v) = &self.loopback_users {
             config.loopback_users = v
@@ -229,8 +265,17 @@ async fn serve(config: Config) -> std::io::Result<()> {
     let amqp = bind(&config, config.amqp_port).await?;
     let http = bind(&config, config.http_port).await?;
     let prometheus = bind(&config, config.prometheus_port).await?;
+    let (amqps, https) = match config.tls_cert {
+        Some(_) => (
+            Some(bind(&config, config.amqps_port).await?),
+            Some(bind(&config, config.https_port).await?),
+        ),
+        None => (None, None),
+    };
     let listeners = Listeners {
         amqp,
+        amqps,
+        https,
         http: Some(http),
         prometheus: Some(prometheus),
     };

@@ -3,6 +3,7 @@
 
 use crate::broker::{Broker, Listener};
 use crate::config::Config;
+use crate::tls::Tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The sockets Warren serves, bound by the caller (port 0 works for tests).
 pub struct Listeners {
     pub amqp: TcpListener,
+    /// The AMQPS one, if TLS is configured (`tls_cert`).
+    pub amqps: Option<TcpListener>,
+    /// The management API's HTTPS one, if TLS is configured.
+    pub https: Option<TcpListener>,
     /// The management API's, if it is served.
     pub http: Option<TcpListener>,
     /// The Prometheus endpoint's, if it is served.
@@ -80,12 +85,20 @@ pub async fn serve(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let tls = Tls::from_config(&broker.config).map_err(std::io::Error::other)?;
+    if tls.is_none() && (listeners.amqps.is_some() || listeners.https.is_some()) {
+        return Err(std::io::Error::other(
+            "TLS listeners need a certificate: set tls_cert and tls_key",
+        ));
+    }
     broker.start();
     let amqp_addr = listeners.amqp.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let Listeners {
         amqp,
+        amqps,
+        https,
         http,
         prometheus,
     } = listeners;
@@ -93,6 +106,18 @@ pub async fn serve(
         protocol: "amqp",
         addr: amqp_addr,
     }];
+    if let Some(l) = &amqps {
+        bound.push(Listener {
+            protocol: "amqp/ssl",
+            addr: l.local_addr()?,
+        });
+    }
+    if let Some(l) = &https {
+        bound.push(Listener {
+            protocol: "https",
+            addr: l.local_addr()?,
+        });
+    }
     if let Some(h) = &http {
         bound.push(Listener {
             protocol: "http",
@@ -139,6 +164,28 @@ pub async fn serve(
         }
         None => None,
     };
+    let api_tls = match (https, &tls) {
+        (Some(listener), Some(tls)) => {
+            info!("management API on https://{}", listener.local_addr()?);
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            Some(tokio::spawn(crate::http::serve_tls(
+                listener,
+                tls.clone(),
+                broker.clone(),
+                stopped,
+            )))
+        }
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_hangup(tls.clone()));
+    }
+    if let Some(l) = &amqps {
+        info!("AMQPS on {}", l.local_addr()?);
+    }
     info!(
         "Warren {} ready to accept AMQP connections on {amqp_addr}",
         env!("CARGO_PKG_VERSION")
@@ -147,6 +194,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            accepted = accept_tls(amqps.as_ref()), if amqps.is_some() => match (accepted, &tls) {
+                (Ok((stream, peer)), Some(tls)) => {
+                    let acceptor = tls.amqp_acceptor();
+                    connections.spawn(crate::connection::serve_tls(stream, peer, acceptor, broker.clone(), stop_rx.clone()));
+                }
+                (Ok(_), None) => {}
+                (Err(e), _) => {
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
             accepted = amqp.accept() => match accepted {
                 Ok((stream, peer)) => {
                     connections.spawn(crate::connection::serve(stream, peer, broker.clone(), stop_rx.clone()));
@@ -168,8 +226,9 @@ pub async fn serve(
     }
     info!("shutting down: closing {} connections", connections.len());
     drop(amqp);
+    drop(amqps);
     let _ = stop_tx.send(true);
-    for server in [api, metrics].into_iter().flatten() {
+    for server in [api, api_tls, metrics].into_iter().flatten() {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -184,6 +243,37 @@ pub async fn serve(
     Ok(())
 }
 
+/// Accepts on the AMQPS listener (only polled when there is one).
+async fn accept_tls(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rereads the certificate and key files on SIGHUP, as RabbitMQ's operators expect of a
+/// server: connections accepted afterwards use the new ones, open ones keep theirs.
+async fn reload_on_hangup(tls: Arc<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            error!("cannot listen for SIGHUP: TLS certificates will not be reloaded");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => error!("SIGHUP: TLS certificates not reloaded, the old ones stay: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
+}
+
 /// A broker running on its own task: what tests and embedders use.
 pub struct Server {
     pub amqp_addr: SocketAddr,
@@ -191,6 +281,9 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// The Prometheus endpoint's address.
     pub prometheus_addr: SocketAddr,
+    /// The AMQPS and HTTPS addresses, when TLS is configured.
+    pub amqps_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     /// The running broker, for embedders and tests to manage (users, vhosts...).
     pub broker: Arc<Broker>,
     stop: Option<oneshot::Sender<()>>,
@@ -206,10 +299,21 @@ impl Server {
         let http_addr = http.local_addr()?;
         let prometheus = TcpListener::bind((config.bind, config.prometheus_port)).await?;
         let prometheus_addr = prometheus.local_addr()?;
+        let (amqps, https) = match config.tls_cert {
+            Some(_) => (
+                Some(TcpListener::bind((config.bind, config.amqps_port)).await?),
+                Some(TcpListener::bind((config.bind, config.https_port)).await?),
+            ),
+            None => (None, None),
+        };
+        let amqps_addr = amqps.as_ref().map(TcpListener::local_addr).transpose()?;
+        let https_addr = https.as_ref().map(TcpListener::local_addr).transpose()?;
         let broker = open(config).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = Listeners {
             amqp,
+            amqps,
+            https,
             http: Some(http),
             prometheus: Some(prometheus),
         };
@@ -220,6 +324,8 @@ impl Server {
             amqp_addr,
             http_addr,
             prometheus_addr,
+            amqps_addr,
+            https_addr,
             broker,
             stop: Some(stop),
             task,

@@ -41,6 +41,8 @@ pub struct ConnectionDetails {
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
+    /// What the TLS handshake settled, for a connection on the AMQPS port.
+    pub tls: Option<crate::tls::Session>,
     /// Octets in and out, and the counts of channels that closed.
     pub stats: Stats,
     /// The open channels' statistics, by channel number. Changed as channels open and close.

@@ -66,7 +66,7 @@ impl Connection {
         self.io.flush().await?;
         let wait = async {
             loop {
-                let frame = self.io.read_frame(0).await?;
+                let frame = self.io.read_frame(self.frame_max).await?;
                 if frame.channel == 0 && frame.kind == FrameKind::Method {
                     if let Ok(AMQPClass::Connection(
                         conn::AMQPMethod::CloseOk(_) | conn::AMQPMethod::Close(_),

@@ -39,10 +39,12 @@ pub(crate) struct Negotiated {
 
 /// The socket a handshake runs on, and the id its connection will have.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Socket {
+pub(crate) struct Socket<'a> {
     pub id: ConnectionId,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The TLS session, on the AMQPS port.
+    pub tls: Option<&'a crate::tls::Session>,
 }
 
 /// Runs the handshake within the configured timeout. `Ok(None)`: the client was refused and
@@ -50,7 +52,7 @@ pub(crate) struct Socket {
 pub(crate) async fn run(
     io: &mut Io,
     broker: &Broker,
-    socket: Socket,
+    socket: Socket<'_>,
 ) -> Result<Option<Negotiated>, ConnectionEnd> {
     let peer = socket.peer;
     let limit = Duration::from_secs(broker.config.handshake_timeout);
@@ -67,7 +69,8 @@ pub(crate) async fn run(
             io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Close(close)));
             let _ = io.flush().await;
             // Give the client a moment to read the close before the socket goes.
-            let _ = tokio::time::timeout(Duration::from_secs(1), io.read_frame(0)).await;
+            let read = io.read_frame(broker.config.frame_max);
+            let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
             Ok(None)
         }
         Ok(Err(e)) => Err(e),
@@ -78,7 +81,7 @@ pub(crate) async fn run(
 async fn negotiate(
     io: &mut Io,
     broker: &Broker,
-    socket: Socket,
+    socket: Socket<'_>,
 ) -> Result<Negotiated, ConnectionEnd> {
     let peer = socket.peer;
     let mut header = [0u8; 8];
@@ -88,7 +91,10 @@ async fn negotiate(
         io.writer.write_all(PROTOCOL_HEADER).await?;
         return Err(ConnectionEnd::BadHeader);
     }
-    io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Start(start())));
+    // SASL EXTERNAL is offered only to a TLS client that presented a (verified) certificate.
+    let certificate = socket.tls.and_then(|t| t.peer.as_ref());
+    let start = start(certificate.is_some());
+    io.send(0, &AMQPClass::Connection(conn::AMQPMethod::Start(start)));
     io.flush().await?;
     let frame_max = broker.config.frame_max;
 
@@ -96,7 +102,22 @@ async fn negotiate(
         AMQPClass::Connection(conn::AMQPMethod::StartOk(m)) => m,
         other => return Err(unexpected(&other, "connection.start-ok")),
     };
-    let (user, password) = credentials(start_ok.mechanism.as_str(), start_ok.response.as_bytes())?;
+    let mechanism = start_ok.mechanism.as_str();
+    let (user, accepted) = match (mechanism, certificate) {
+        ("EXTERNAL", Some(cert)) => {
+            // The certificate is the credential: its common name names the user, who must
+            // exist (RabbitMQ's rabbitmq_auth_mechanism_ssl with ssl_cert_login_from
+            // common_name).
+            let user = cert.common_name.clone().unwrap_or_default();
+            let known = broker.metadata.user(&user).is_some();
+            (user, known)
+        }
+        _ => {
+            let (user, password) = credentials(mechanism, start_ok.response.as_bytes())?;
+            let accepted = broker.authenticate(&user, &password);
+            (user, accepted)
+        }
+    };
     let loopback_only = broker.config.loopback_users.contains(&user);
     let login = Login {
         peer,
@@ -104,7 +125,7 @@ async fn negotiate(
         user: &user,
         mechanism: start_ok.mechanism.as_str(),
     };
-    if !broker.authenticate(&user, &password) || (loopback_only && !peer.ip().is_loopback()) {
+    if !accepted || (loopback_only && !peer.ip().is_loopback()) {
         broker.login_failed();
         login.failed(broker, socket.id, &start_ok.client_properties);
         warn!(%peer, %user, "authentication failed (loopback-only user from a remote address, or wrong credentials)");
@@ -198,7 +219,7 @@ fn admit(broker: &Broker, user: &str, vhost: &str) -> Result<(), ConnectionEnd> 
     ))
 }
 
-fn start() -> conn::Start {
+fn start(external: bool) -> conn::Start {
     let mut capabilities = FieldTable::default();
     for name in [
         "publisher_confirms",
@@ -226,7 +247,10 @@ fn start() -> conn::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: props,
-        mechanisms: "PLAIN AMQPLAIN".into(),
+        mechanisms: match external {
+            true => "EXTERNAL PLAIN AMQPLAIN".into(),
+            false => "PLAIN AMQPLAIN".into(),
+        },
         locales: "en_US".into(),
     }
 }

@@ -33,8 +33,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -50,7 +49,7 @@ const EVENT_BATCH: usize = 256;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Serves one client until it disconnects, fails, or the server shuts down.
+/// Serves one plain TCP client until it disconnects, fails, or the server shuts down.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -60,22 +59,63 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     let (reader, writer) = stream.into_split();
-    let id = broker.next_connection_id();
-    let mut io = Io {
-        reader,
-        writer,
-        input: BytesMut::with_capacity(64 * 1024),
-        output: BytesMut::with_capacity(64 * 1024),
+    let io = Io::new(Box::new(reader), Box::new(writer), false);
+    serve_io(io, peer, local, None, broker, shutdown).await
+}
+
+/// Serves one AMQPS client: the TLS handshake (within `handshake_timeout`), then AMQP over it.
+pub async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let limit = Duration::from_secs(broker.config.handshake_timeout);
+    let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            // A plaintext client on the TLS port ends here too.
+            warn!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "TLS handshake timed out");
+            return;
+        }
     };
-    let negotiated =
-        match handshake::run(&mut io, &broker, handshake::Socket { id, peer, local }).await {
-            Ok(Some(n)) => n,
-            Ok(None) => return,
-            Err(e) => {
-                debug!(%peer, "handshake ended: {e}");
-                return;
-            }
-        };
+    let session = crate::tls::Session::of(stream.get_ref().1);
+    let (reader, writer) = tokio::io::split(stream);
+    let io = Io::new(Box::new(reader), Box::new(writer), true);
+    serve_io(io, peer, local, Some(session), broker, shutdown).await
+}
+
+/// The AMQP connection on an established transport.
+async fn serve_io(
+    mut io: Io,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<crate::tls::Session>,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let id = broker.next_connection_id();
+    let socket = handshake::Socket {
+        id,
+        peer,
+        local,
+        tls: tls.as_ref(),
+    };
+    let negotiated = match handshake::run(&mut io, &broker, socket).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return,
+        Err(e) => {
+            debug!(%peer, "handshake ended: {e}");
+            return;
+        }
+    };
     info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
     let (mailbox, events) = mpsc::unbounded_channel();
     let details = Arc::new(ConnectionDetails {
@@ -86,6 +126,7 @@ pub async fn serve(
         frame_max: negotiated.frame_max,
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
+        tls,
         stats: Default::default(),
         channels: Default::default(),
     });
@@ -156,15 +197,38 @@ enum Closed {
     ByServer(String),
 }
 
-/// The socket halves and their buffers.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The transport's halves (a TCP socket's, or a TLS stream's) and their buffers.
 pub(crate) struct Io {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Reader,
+    writer: Writer,
     input: BytesMut,
     output: BytesMut,
+    /// The writer keeps bytes of its own (TLS records) until flushed.
+    buffers: bool,
+    /// Bytes were written to a buffering writer since its last flush.
+    unflushed: bool,
 }
 
 impl Io {
+    fn new(reader: Reader, writer: Writer, buffers: bool) -> Self {
+        Self {
+            reader,
+            writer,
+            input: BytesMut::with_capacity(64 * 1024),
+            output: BytesMut::with_capacity(64 * 1024),
+            buffers,
+            unflushed: false,
+        }
+    }
+
+    /// Whether the loop has anything to write or flush.
+    fn wants_write(&self) -> bool {
+        !self.output.is_empty() || self.unflushed
+    }
+
     /// Reads until one complete frame is buffered (handshake and closing use this).
     async fn read_frame(&mut self, frame_max: u32) -> Result<Frame, ConnectionEnd> {
         loop {
@@ -211,6 +275,8 @@ impl Io {
         while !self.output.is_empty() {
             self.writer.write_buf(&mut self.output).await?;
         }
+        self.writer.flush().await?;
+        self.unflushed = false;
         Ok(())
     }
 
@@ -318,7 +384,7 @@ impl Connection {
                     self.closing = Some(AmqpError::new(reply::CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'"));
                     self.send_connection_close();
                 }
-                written = self.io.writer.write_buf(&mut self.io.output), if !self.io.output.is_empty() => {
+                written = write_some(&mut self.io.writer, &mut self.io.output, self.io.buffers, &mut self.io.unflushed), if self.io.wants_write() => {
                     self.details.stats.counters.add(Stat::SendOct, written? as u64);
                     wrote_since_tick = true;
                 }
@@ -386,8 +452,26 @@ async fn wait_for_flow(queue: Option<&Queue>) {
     }
 }
 
+/// Writes some of the output, or flushes a buffering writer (`buffers`) once the output is
+/// out: a TLS stream holds records back until flushed.
+async fn write_some(
+    writer: &mut Writer,
+    output: &mut BytesMut,
+    buffers: bool,
+    unflushed: &mut bool,
+) -> std::io::Result<usize> {
+    if output.is_empty() {
+        writer.flush().await?;
+        *unflushed = false;
+        return Ok(0);
+    }
+    let written = writer.write_buf(output).await?;
+    *unflushed = buffers;
+    Ok(written)
+}
+
 /// Reads whatever the socket has, growing the buffer in 64 KiB steps.
-async fn read_more(reader: &mut OwnedReadHalf, input: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_more(reader: &mut Reader, input: &mut BytesMut) -> std::io::Result<usize> {
     if input.capacity() - input.len() < 4096 {
         input.reserve(64 * 1024);
     }

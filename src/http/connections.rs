@@ -30,6 +30,8 @@ fn connection_json(broker: &Broker, id: ConnectionId, c: &ConnectionInfo) -> Val
         Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
         _ => None,
     };
+    let tls = d.tls.as_ref();
+    let cert = tls.and_then(|t| t.peer.as_ref());
     json!({
         "name": c.name(),
         "node": broker.node_name(),
@@ -50,9 +52,14 @@ fn connection_json(broker: &Broker, id: ConnectionId, c: &ConnectionInfo) -> Val
         "port": d.local.port(),
         "peer_host": c.peer.ip().to_string(),
         "peer_port": c.peer.port(),
-        "ssl": false,
-        "ssl_protocol": null, "ssl_cipher": null, "ssl_hash": null, "ssl_key_exchange": null,
-        "peer_cert_issuer": null, "peer_cert_subject": null, "peer_cert_validity": null,
+        "ssl": d.tls.is_some(),
+        "ssl_protocol": tls.map(|t| t.protocol.as_str()),
+        "ssl_cipher": tls.map(|t| t.cipher.as_str()),
+        "ssl_hash": tls.map(|t| t.hash.as_str()),
+        "ssl_key_exchange": tls.map(|t| t.key_exchange.as_str()),
+        "peer_cert_issuer": cert.map(|c| c.issuer.as_str()),
+        "peer_cert_subject": cert.map(|c| c.subject.as_str()),
+        "peer_cert_validity": cert.map(|c| c.validity.as_str()),
         "recv_oct": d.stats.counters.get(Stat::RecvOct),
         "recv_oct_details": stats::octet_details(&d.stats.series, Stat::RecvOct),
         "send_oct": d.stats.counters.get(Stat::SendOct),

@@ -26,6 +26,7 @@ mod prometheus;
 mod queues;
 mod stats;
 mod time;
+mod tls;
 mod topic_permissions;
 mod ui;
 mod users;
@@ -267,6 +268,22 @@ pub async fn serve_prometheus(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, prometheus::router(broker))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the API over HTTPS on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<crate::tls::Tls>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let app = router(broker).into_make_service_with_connect_info::<SocketAddr>();
+    // tap_io: axum gives the peer address (ConnectInfo) to wrapped listeners.
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

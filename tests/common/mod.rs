@@ -12,6 +12,7 @@ use warren::{Config, Server};
 
 pub mod api;
 pub mod browser;
+pub mod certs;
 pub mod durable;
 pub mod flows;
 pub mod panics;

@@ -88,6 +88,10 @@ impl BrokerProcess {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.output.lock().unwrap().join("\n")
     }
