@@ -44,6 +44,13 @@ pub struct Config {
     /// Milliseconds a consumer may hold a delivery unacknowledged before its channel is
     /// closed and the delivery requeued (RabbitMQ's `consumer_timeout`); 0: no limit.
     pub consumer_timeout: u64,
+    /// Connections the broker admits at most, over every vhost and user (RabbitMQ's
+    /// `connection_max`); none: no limit.
+    #[serde(alias = "connection_max")]
+    pub max_connections: Option<usize>,
+    /// Consumers a channel may have at most (RabbitMQ's `consumer_max_per_channel`); none: no
+    /// limit.
+    pub consumer_max_per_channel: Option<usize>,
     /// The AMQPS port (RabbitMQ's 5671), served when `tls_cert` is set.
     pub amqps_port: u16,
     /// The management API's HTTPS port (RabbitMQ's 15671), served when `tls_cert` is set.
@@ -179,6 +186,8 @@ impl Default for Config {
             disk_free_limit: Limit::Absolute(50_000_000),
             memory_monitor_interval: 2500,
             consumer_timeout: 1_800_000,
+            max_connections: None,
+            consumer_max_per_channel: None,
             amqps_port: 5671,
             https_port: 15671,
             tls_cert: None,

@@ -169,3 +169,72 @@ async fn a_users_channel_limit_counts_across_connections_and_closes_with_530() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_brokers_connection_limit_refuses_the_next_connection_with_530() {
+    let broker = TestBroker::start_with(|c| c.max_connections = Some(2)).await;
+    let first = broker.connect().await;
+    let _second = broker.connect().await;
+    let err = within(
+        "connection.open",
+        Connection::connect(&broker.uri(), ConnectionProperties::default()),
+    )
+    .await
+    .expect_err("over the broker's limit");
+    assert_eq!(reply_code(&err), Some(530));
+    assert_eq!(
+        reply_text(&err).as_deref(),
+        Some("NOT_ALLOWED - connection refused: node connection limit (2) is reached")
+    );
+    within("the close", first.close(200, "bye".into()))
+        .await
+        .unwrap();
+    broker.connect().await;
+}
+
+#[tokio::test]
+async fn a_channels_consumer_limit_closes_the_connection_with_530() {
+    let broker = TestBroker::start_with(|c| c.consumer_max_per_channel = Some(2)).await;
+    let (conn, ch) = broker.channel().await;
+    declare_queue(&ch, "busy").await;
+    // Held: lapin cancels a consumer whose handle is dropped.
+    let mut held = Vec::new();
+    for tag in ["a", "b"] {
+        let consumer = ch
+            .basic_consume(
+                "busy".into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("within the limit");
+        held.push(consumer);
+    }
+    // Another channel has its own count.
+    let other = conn.create_channel().await.unwrap();
+    let _c = other
+        .basic_consume(
+            "busy".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("another channel's first consumer");
+    let err = ch
+        .basic_consume(
+            "busy".into(),
+            "d".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("the third consumer on the channel");
+    assert_eq!(reply_code(&err), Some(530));
+    assert_eq!(
+        reply_text(&err).as_deref(),
+        Some("NOT_ALLOWED - reached maximum (2) of consumers per channel")
+    );
+    closed_with(&conn).await;
+}

@@ -57,6 +57,11 @@ pub struct Args {
     )]
     pub uri: String,
 
+    /// An authority (PEM) to trust for amqps:// URIs besides the usual roots: the broker's own
+    /// CA in a benchmark over TLS (lapin client only).
+    #[arg(long, env = "WARREN_PERF_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
     /// AMQP client of the producers and consumers (throughput, fanout and backlog modes):
     /// lapin, or raw, the tool's own, which leaves no thread hop between the task and the
     /// socket so that latency is the broker's and the kernel's.

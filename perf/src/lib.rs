@@ -26,6 +26,11 @@ pub use report::Report;
 /// Runs the mode the flags name and returns its report.
 pub async fn run(args: &Args) -> Result<Report, PerfError> {
     args.validate()?;
+    if let Some(path) = &args.tls_ca {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| PerfError::Invalid(format!("--tls-ca {}: {e}", path.display())))?;
+        connect::trust(pem);
+    }
     match args.mode {
         Mode::Throughput => modes::throughput::run(args).await,
         Mode::Connections => modes::connections::run(args).await,

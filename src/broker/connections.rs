@@ -120,6 +120,8 @@ impl ConnectionInfo {
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The broker's `max_connections`.
+    Node(usize),
     Vhost(usize),
     User(usize),
 }
@@ -136,6 +138,8 @@ pub struct Connections {
 
 #[derive(Debug, Default)]
 struct Counts {
+    /// Connections admitted in all.
+    total: usize,
     per_vhost: HashMap<String, usize>,
     per_user: HashMap<String, usize>,
     channels: HashMap<String, usize>,
@@ -158,15 +162,19 @@ impl Connections {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a connection of `user` to `vhost` unless that passes a limit (`None`: none).
+    /// Counts a connection of `user` to `vhost` unless that passes a limit (`None`: none):
+    /// the broker's, the vhost's or the user's, checked in that order as RabbitMQ does.
     pub fn admit(
         &self,
         user: &str,
         vhost: &str,
-        vhost_max: Option<usize>,
-        user_max: Option<usize>,
+        limits: [Option<usize>; 3],
     ) -> Result<(), Refusal> {
+        let [node_max, vhost_max, user_max] = limits;
         let mut counts = self.counts();
+        if let Some(max) = node_max.filter(|max| counts.total >= *max) {
+            return Err(Refusal::Node(max));
+        }
         let in_vhost = counts.per_vhost.get(vhost).copied().unwrap_or(0);
         if let Some(max) = vhost_max.filter(|max| in_vhost >= *max) {
             return Err(Refusal::Vhost(max));
@@ -175,6 +183,7 @@ impl Connections {
         if let Some(max) = user_max.filter(|max| of_user >= *max) {
             return Err(Refusal::User(max));
         }
+        counts.total += 1;
         *counts.per_vhost.entry(vhost.to_owned()).or_default() += 1;
         *counts.per_user.entry(user.to_owned()).or_default() += 1;
         Ok(())
@@ -183,6 +192,7 @@ impl Connections {
     /// Uncounts an admitted connection.
     pub fn release(&self, user: &str, vhost: &str) {
         let mut counts = self.counts();
+        counts.total = counts.total.saturating_sub(1);
         decrement(&mut counts.per_vhost, vhost, 1);
         decrement(&mut counts.per_user, user, 1);
     }
@@ -301,12 +311,22 @@ mod tests {
     #[test]
     fn limits_count_admitted_connections_and_open_channels() {
         let c = Connections::default();
-        c.admit("u", "v", Some(2), None).unwrap();
-        c.admit("u", "v", Some(2), None).unwrap();
-        assert_eq!(c.admit("w", "v", Some(2), None), Err(Refusal::Vhost(2)));
-        assert_eq!(c.admit("u", "x", None, Some(2)), Err(Refusal::User(2)));
+        c.admit("u", "v", [None, Some(2), None]).unwrap();
+        c.admit("u", "v", [None, Some(2), None]).unwrap();
+        assert_eq!(
+            c.admit("w", "v", [None, Some(2), None]),
+            Err(Refusal::Vhost(2))
+        );
+        assert_eq!(
+            c.admit("u", "x", [None, None, Some(2)]),
+            Err(Refusal::User(2))
+        );
+        assert_eq!(
+            c.admit("w", "x", [Some(2), None, None]),
+            Err(Refusal::Node(2))
+        );
         c.release("u", "v");
-        c.admit("w", "v", Some(2), Some(1)).unwrap();
+        c.admit("w", "v", [Some(2), Some(2), Some(1)]).unwrap();
         assert_eq!(c.open_channel("u", 1, Some(1)), Ok(()));
         assert_eq!(c.open_channel("u", 1, Some(1)), Err(1));
         assert_eq!(c.channels_on(1), 1);

@@ -256,12 +256,19 @@ impl Connection {
     }
 
     pub(super) fn basic_consume(&mut self, channel_id: u16, m: b::Consume) -> AmqpResult<()> {
-        // A reused tag is refused before the queue is looked at, as RabbitMQ does.
-        if self
-            .channel(channel_id)?
-            .consumers
-            .contains_key(&m.consumer_tag)
-        {
+        let max = self.broker.config.consumer_max_per_channel;
+
+        let channel = self.channel(channel_id)?;
+        // The limit and a reused tag are refused before the queue is looked at, as RabbitMQ
+        // does.
+        let reused = channel.consumers.contains_key(&m.consumer_tag);
+        let count = channel.consumers.len() + usize::from(channel.reply_consumer.is_some());
+        if let Some(max) = max.filter(|max| !reused && count >= *max) {
+            return Err(AmqpError::not_allowed(format!(
+                "reached maximum ({max}) of consumers per channel"
+            )));
+        }
+        if reused {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{}'",
                 m.consumer_tag

@@ -195,8 +195,8 @@ async fn negotiate(
     })
 }
 
-/// Counts the connection against the vhost's and the user's `max-connections`, refused with
-/// RabbitMQ's 530s when either is reached.
+/// Counts the connection against the broker's `max_connections` and the vhost's and the
+/// user's `max-connections`, refused with RabbitMQ's 530s when one is reached.
 fn admit(broker: &Broker, user: &str, vhost: &str) -> Result<(), ConnectionEnd> {
     let metadata = &broker.metadata;
     let vhost_max = metadata
@@ -205,8 +205,13 @@ fn admit(broker: &Broker, user: &str, vhost: &str) -> Result<(), ConnectionEnd> 
     let user_max = metadata
         .user(user)
         .and_then(|u| limit(&u.limits, "max-connections"));
-    let text = match broker.connections.admit(user, vhost, vhost_max, user_max) {
+    let node_max = broker.config.max_connections;
+    let limits = [node_max, vhost_max, user_max];
+    let text = match broker.connections.admit(user, vhost, limits) {
         Ok(()) => return Ok(()),
+        Err(Refusal::Node(max)) => {
+            format!("connection refused: node connection limit ({max}) is reached")
+        }
         Err(Refusal::Vhost(max)) => format!(
             "access to vhost '{vhost}' refused for user '{user}': connection limit ({max}) is reached"
         ),
