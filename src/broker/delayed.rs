@@ -84,6 +84,7 @@ pub fn hold(
             redelivered: false,
             transient: false,
             expires: due_ms,
+            delivery_count: 0,
         };
         store.submit(StoreOp::PutEntry { key, record });
         id

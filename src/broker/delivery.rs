@@ -22,8 +22,9 @@ pub fn enqueue(
     mut message: Message,
     queues: &mut Vec<Arc<Queue>>,
 ) -> Enqueued {
-    let durable_queues = queues.iter().filter(|q| q.durable).count();
-    let stored = message.persistent && durable_queues > 0;
+    // Durable classic queues keep persistent messages, quorum queues every message.
+    let durable_queues = queues.iter().filter(|q| q.keeps(&message)).count();
+    let stored = durable_queues > 0;
     if stored {
         message = message.with_store_id(store.next_message_id());
     }
@@ -40,7 +41,7 @@ pub fn enqueue(
     for queue in queues.drain(..) {
         let outcome = queue.publish(message.clone());
         rejected |= outcome == PublishOutcome::Rejected;
-        if outcome != PublishOutcome::Accepted && stored && queue.durable {
+        if outcome != PublishOutcome::Accepted && stored && queue.keeps(&message) {
             store.release_message(message.store_id);
         }
     }

@@ -19,6 +19,9 @@ pub struct QueueEntry {
     pub disk: u64,
     /// When the entry expires, in ms since the Unix epoch (0: never).
     pub expires: u64,
+    /// Returns so far (nack, reject or channel close with requeue), counted by quorum queues
+    /// and shown to consumers as `x-delivery-count`.
+    pub delivery_count: u32,
 }
 
 impl QueueEntry {
@@ -30,6 +33,7 @@ impl QueueEntry {
             lane: 0,
             disk: 0,
             expires: 0,
+            delivery_count: 0,
         }
     }
 
@@ -43,6 +47,7 @@ impl QueueEntry {
             lane: key.lane,
             disk: record.message,
             expires: record.expires,
+            delivery_count: record.delivery_count,
         }
     }
 

@@ -431,6 +431,7 @@ mod tests {
                     redelivered: false,
                     transient: false,
                     expires: 0,
+                    delivery_count: 0,
                 },
             });
         }

@@ -15,7 +15,7 @@ use crate::broker::field_types;
 use crate::broker::message::QueueEntry;
 use crate::broker::message::{check_expiration, Message};
 use crate::broker::metadata::permissions::Access;
-use crate::broker::queue::{consumer_priority, consumer_timeout, Queue};
+use crate::broker::queue::{consumer_priority, consumer_timeout, with_delivery_count, Queue};
 use crate::broker::queue::{ConnectionEvent, Consumer, Credit, TRANSIT_WINDOW};
 use crate::broker::reply_to;
 use crate::broker::stats::Stat;
@@ -281,6 +281,13 @@ impl Connection {
         self.check(Access::Read, Resource::Queue, name.as_str())?;
         let queue = self.vhost.queue_for(name.as_str(), self.id)?;
         let what = format!("queue '{name}' in vhost '{}'", self.vhost.name);
+        let channel = self.channel(channel_id)?;
+        let global_only = channel.gate.prefetch.limit() > 0 && channel.consumer_prefetch == 0;
+        if queue.is_quorum() && global_only {
+            return Err(AmqpError::not_implemented(format!(
+                "{what} does not support global qos"
+            )));
+        }
         let priority = consume_arguments(&m.arguments, &what)?;
         // The consumer's own timeout, else its queue's, else the broker's.
         let ack_timeout = consumer_timeout(&m.arguments, &what)?
@@ -362,6 +369,7 @@ impl Connection {
         let frame_max = self.frame_max;
         let traced = self.vhost.tracing().then(|| queue.clone());
         let (now, global_timeout) = (self.now, self.global_consumer_timeout());
+        let quorum_get = queue.is_quorum();
         let channel = self.channel(channel_id)?;
         count_delivery(channel, &entry, Stat::Get, Stat::GetNoAck, m.no_ack);
         let tag = channel.next_tag();
@@ -388,7 +396,12 @@ impl Connection {
             msg.routing_key.as_str(),
             remaining,
         );
-        encode::content(out, channel_id, &msg.raw_properties, &msg.body, frame_max);
+        // A quorum queue tells basic.get how often the message was returned, 0 included.
+        let properties = match quorum_get {
+            true => with_delivery_count(&msg.raw_properties, entry.delivery_count),
+            false => msg.raw_properties.clone(),
+        };
+        encode::content(out, channel_id, &properties, &msg.body, frame_max);
         if let Some(queue) = traced {
             self.trace_delivery(channel_id, &queue, &entry);
         }
@@ -638,10 +651,13 @@ impl Connection {
             msg.exchange.as_str(),
             msg.routing_key.as_str(),
         );
+        // A quorum queue's returned message says how often it came back.
+        let returned = (entry.delivery_count > 0 && queue.is_quorum())
+            .then(|| with_delivery_count(&msg.raw_properties, entry.delivery_count));
         encode::content(
             out,
             channel_id,
-            &msg.raw_properties,
+            returned.as_ref().unwrap_or(&msg.raw_properties),
             &msg.body,
             self.frame_max,
         );

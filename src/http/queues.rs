@@ -32,7 +32,7 @@ pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
     let mut v = json!({
         "name": q.name.as_str(),
         "vhost": q.vhost,
-        "type": "classic",
+        "type": q.kind().name(),
         "durable": q.durable,
         "auto_delete": q.auto_delete,
         "exclusive": q.exclusive_owner.is_some(),
@@ -72,6 +72,13 @@ pub fn queue_json(broker: &Broker, q: &Queue, ages: &Ages) -> Value {
             ages,
         ),
     });
+    if q.is_quorum() {
+        // A one-node cluster: this node leads and is the only member.
+        let node = broker.node_name();
+        v["leader"] = json!(node);
+        v["members"] = json!([node]);
+        v["online"] = json!([node]);
+    }
     if let Some(o) = v.as_object_mut() {
         for (name, details) in stats::length_details(&q.stats.series, ages) {
             o.insert(name.into(), details);

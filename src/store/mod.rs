@@ -101,6 +101,9 @@ pub struct EntryRecord {
     pub transient: bool,
     /// When the message expires (ms since the Unix epoch; 0: never).
     pub expires: u64,
+    /// How often the message was returned to its queue (quorum queues count returns);
+    /// written only when not 0, so records written before the field existed read as 0.
+    pub delivery_count: u32,
 }
 
 /// One change to durable state.
@@ -396,14 +399,18 @@ impl EntryRecord {
             redelivered,
             transient: true,
             expires,
+            delivery_count: 0,
         }
     }
 
-    pub fn to_bytes(self) -> [u8; 17] {
-        let mut v = [0u8; 17];
-        v[..8].copy_from_slice(&self.message.to_be_bytes());
-        v[8] = u8::from(self.redelivered) | (u8::from(self.transient) << 1);
-        v[9..].copy_from_slice(&self.expires.to_be_bytes());
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(21);
+        v.extend_from_slice(&self.message.to_be_bytes());
+        v.push(u8::from(self.redelivered) | (u8::from(self.transient) << 1));
+        v.extend_from_slice(&self.expires.to_be_bytes());
+        if self.delivery_count > 0 {
+            v.extend_from_slice(&self.delivery_count.to_be_bytes());
+        }
         v
     }
 
@@ -414,11 +421,16 @@ impl EntryRecord {
             .get(9..17)
             .and_then(|e| <[u8; 8]>::try_from(e).ok())
             .map_or(0, u64::from_be_bytes);
+        let delivery_count = value
+            .get(17..21)
+            .and_then(|c| <[u8; 4]>::try_from(c).ok())
+            .map_or(0, u32::from_be_bytes);
         Some(Self {
             message: u64::from_be_bytes(id),
             redelivered: flags & 1 != 0,
             transient: flags & 2 != 0,
             expires,
+            delivery_count,
         })
     }
 }
@@ -481,6 +493,7 @@ mod tests {
             redelivered: true,
             transient: true,
             expires: 7,
+            delivery_count: 0,
         };
         assert_eq!(EntryRecord::from_bytes(&record.to_bytes()), Some(record));
         assert!(EntryRecord::from_bytes(&[1, 2]).is_none());

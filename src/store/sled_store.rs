@@ -435,6 +435,7 @@ mod tests {
             redelivered: false,
             transient: false,
             expires: 0,
+            delivery_count: 0,
         };
         {
             // The earlier layout: messages in a tree of the one instance.

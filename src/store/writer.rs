@@ -662,6 +662,7 @@ mod tests {
                 redelivered: false,
                 transient: true,
                 expires: 0,
+                delivery_count: 0,
             };
             let key = EntryKey { queue, lane, seq };
             handle.submit(StoreOp::PutEntry { key, record });

@@ -18,6 +18,34 @@ pub enum Overflow {
     RejectPublishDlx,
 }
 
+/// The queue type (`x-queue-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueKind {
+    #[default]
+    Classic,
+    /// A quorum queue, on one node: durable, every message stored, returns counted and sent
+    /// to the back of the queue (see `quorum`).
+    Quorum,
+}
+
+impl QueueKind {
+    /// The name the management API and `x-queue-type` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Classic => "classic",
+            QueueKind::Quorum => "quorum",
+        }
+    }
+}
+
+/// What a quorum queue does with a message dead-lettered (`x-dead-letter-strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeadLetterStrategy {
+    #[default]
+    AtMostOnce,
+    AtLeastOnce,
+}
+
 /// A queue's settings from its arguments.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueArgs {
@@ -35,6 +63,11 @@ pub struct QueueArgs {
     pub deduplication: Option<Dedup>,
     /// `x-consumer-timeout`: milliseconds a consumer may hold a delivery unacknowledged.
     pub consumer_timeout: Option<u64>,
+    pub kind: QueueKind,
+    /// `x-delivery-limit` (quorum queues): deliveries after the first before a returned
+    /// message is dropped or dead-lettered.
+    pub delivery_limit: Option<u64>,
+    pub dead_letter_strategy: DeadLetterStrategy,
 }
 
 /// What a deduplicating queue compares. Without `x-cache-size` and `x-cache-ttl` a key counts
@@ -142,15 +175,16 @@ impl Checker<'_> {
         }
     }
 
-    fn queue_type(&self) -> AmqpResult<()> {
+    fn queue_type(&self) -> AmqpResult<QueueKind> {
         let Some(v) = self.args.inner().get("x-queue-type") else {
-            return Ok(());
+            return Ok(QueueKind::Classic);
         };
         match text(v).as_deref() {
-            Some("classic") => Ok(()),
-            Some(kind @ ("quorum" | "stream")) => Err(AmqpError::precondition_failed(format!(
-                "queue type '{kind}' is not supported by Warren yet; declare a classic queue \
-                 for {}",
+            Some("classic") => Ok(QueueKind::Classic),
+            Some("quorum") => Ok(QueueKind::Quorum),
+            Some("stream") => Err(AmqpError::precondition_failed(format!(
+                "queue type 'stream' is not supported by Warren yet; declare a classic or \
+                 quorum queue for {}",
                 self.what
             ))),
             Some(other) => Err(self.invalid(
@@ -161,6 +195,51 @@ impl Checker<'_> {
                 "x-queue-type",
                 format!("{{unacceptable_type,{}}}", type_name(v)),
             )),
+        }
+    }
+
+    /// Arguments a quorum queue refuses, as RabbitMQ does.
+    fn quorum_only(&self) -> AmqpResult<()> {
+        const REFUSED: [&str; 4] = [
+            "x-max-priority",
+            "x-queue-mode",
+            "x-queue-master-locator",
+            "x-queue-version",
+        ];
+        match REFUSED
+            .iter()
+            .find(|arg| self.args.inner().contains_key(**arg))
+        {
+            Some(arg) => Err(AmqpError::precondition_failed(format!(
+                "invalid arg '{arg}' for {} of queue type rabbit_quorum_queue",
+                self.what
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `x-delivery-limit`: a negative limit acts as 0.
+    fn delivery_limit(&self) -> AmqpResult<Option<u64>> {
+        let Some(v) = self.args.inner().get("x-delivery-limit") else {
+            return Ok(None);
+        };
+        let n = integer(v).ok_or_else(|| {
+            self.invalid(
+                "x-delivery-limit",
+                format!("\"expected integer, got {}\"", type_name(v)),
+            )
+        })?;
+        Ok(Some(n.max(0) as u64))
+    }
+
+    fn dead_letter_strategy(&self) -> AmqpResult<DeadLetterStrategy> {
+        let Some(v) = self.args.inner().get("x-dead-letter-strategy") else {
+            return Ok(DeadLetterStrategy::AtMostOnce);
+        };
+        match text(v).as_deref() {
+            Some("at-most-once") => Ok(DeadLetterStrategy::AtMostOnce),
+            Some("at-least-once") => Ok(DeadLetterStrategy::AtLeastOnce),
+            _ => Err(self.invalid("x-dead-letter-strategy", "invalid_dlx_strategy")),
         }
     }
 
@@ -184,7 +263,7 @@ impl Checker<'_> {
 }
 
 /// The properties quorum and stream queues require, checked as RabbitMQ does before anything
-/// else; Warren then refuses those types (they are not implemented) rather than downgrade them.
+/// else (Warren then refuses streams, which it does not implement, rather than downgrade them).
 fn check_queue_type_properties(
     args: &FieldTable,
     durable: bool,
@@ -292,9 +371,12 @@ impl QueueArgs {
     ) -> AmqpResult<Self> {
         check_queue_type_properties(args, durable, exclusive, auto_delete, what)?;
         let c = Checker { args, what };
-        c.queue_type()?;
+        let kind = c.queue_type()?;
+        if kind == QueueKind::Quorum {
+            c.quorum_only()?;
+        }
         c.queue_mode()?;
-        let parsed = Self {
+        let mut parsed = Self {
             message_ttl: c.integer("x-message-ttl", Bound::NonNegative)?,
             expires: c.integer("x-expires", Bound::Positive)?,
             dead_letter_exchange: c.string("x-dead-letter-exchange")?,
@@ -316,7 +398,22 @@ impl QueueArgs {
                 None
             },
             consumer_timeout: c.integer("x-consumer-timeout", Bound::NonNegative)?,
+            kind,
+            delivery_limit: None,
+            dead_letter_strategy: DeadLetterStrategy::AtMostOnce,
         };
+        if kind == QueueKind::Quorum {
+            parsed.delivery_limit = c.delivery_limit()?;
+            parsed.dead_letter_strategy = c.dead_letter_strategy()?;
+            c.integer("x-quorum-initial-group-size", Bound::Positive)?;
+            c.integer("x-max-in-memory-length", Bound::NonNegative)?;
+            c.integer("x-max-in-memory-bytes", Bound::NonNegative)?;
+            // A quorum queue dead-letters what reject-publish-dlx refuses by dropping the
+            // head instead, as RabbitMQ's do.
+            if parsed.overflow == Overflow::RejectPublishDlx {
+                parsed.overflow = Overflow::DropHead;
+            }
+        }
         if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
             return Err(c.invalid(
                 "x-dead-letter-routing-key",
@@ -407,7 +504,7 @@ mod tests {
         )])
         .ends_with("routing_key_but_no_dlx_defined"));
         assert!(
-            text(&[("x-queue-type", AMQPValue::LongString("quorum".into()))])
+            text(&[("x-queue-type", AMQPValue::LongString("stream".into()))])
                 .contains("not supported")
         );
         let quorum = args(&[("x-queue-type", AMQPValue::LongString("quorum".into()))]);

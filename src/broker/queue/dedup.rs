@@ -71,7 +71,7 @@ impl Queue {
         let Some(key) = key_of(headers.as_ref(), d.header()) else {
             return true;
         };
-        let stored = self.durable && message.store_id != 0 && self.storage.is_some();
+        let stored = self.keeps(message) && message.store_id != 0 && self.storage.is_some();
         let (seq, now) = (state.next_seq, now_ms());
         let own_ttl = ttl_of(headers.as_ref());
         match &mut state.dedup {

@@ -24,6 +24,8 @@ pub enum Reason {
     Rejected,
     Expired,
     MaxLen,
+    /// A quorum queue's message returned more often than its `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -32,6 +34,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::MaxLen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -19,10 +19,12 @@ mod hooks;
 mod lane;
 mod paging;
 mod policy;
+mod quorum;
 mod snapshot;
 
 pub use args::{
-    consumer_priority, consumer_timeout, Effective, Overflow, PolicyOverrides, QueueArgs,
+    consumer_priority, consumer_timeout, DeadLetterStrategy, Effective, Overflow, PolicyOverrides,
+    QueueArgs, QueueKind,
 };
 pub use consumer::{
     ChannelGate, ChannelView, ConnectionEvent, ConnectionId, Consumer, Credit, Mailbox,
@@ -30,6 +32,7 @@ pub use consumer::{
 };
 pub use hooks::{DeadLetter, DeadLetterSink, QueueHooks, Reason, TimerSink, Wake};
 pub use policy::TimerOutcome;
+pub use quorum::with_delivery_count;
 pub use snapshot::QueueSnapshot;
 
 use super::message::{now_ms, Message, QueueEntry};
@@ -111,6 +114,8 @@ struct QueueState {
     dedup: dedup::QueueDedup,
     /// TTLs, limits and dead-lettering as the queue's arguments and its policies make them.
     effective: Effective,
+    /// A quorum queue with reject-publish went over its limit and refuses publishes.
+    rejecting: bool,
     deleted: bool,
 }
 
@@ -143,6 +148,7 @@ impl Queue {
             timer_at: None,
             dedup: dedup::QueueDedup::default(),
             effective: Effective::default(),
+            rejecting: false,
             deleted: false,
         };
         Self {
@@ -275,7 +281,11 @@ impl Queue {
             return PublishOutcome::Gone;
         }
         let overflow = state.effective.overflow;
-        if overflow != Overflow::DropHead && self.would_overflow(&state, message.size()) {
+        if self.is_quorum() {
+            if self.quorum_refuses(&mut state) {
+                return PublishOutcome::Rejected;
+            }
+        } else if overflow != Overflow::DropHead && self.would_overflow(&state, message.size()) {
             if overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(&state, &message, Reason::MaxLen);
             }
@@ -295,7 +305,7 @@ impl Queue {
             true => state.next_ready_consumer(self.args.single_active_consumer),
             false => None,
         };
-        if self.durable && entry.message.store_id != 0 {
+        if self.keeps(&entry.message) && entry.message.store_id != 0 {
             entry.disk = entry.message.store_id;
             if let Some((s, key)) = self.key(&entry) {
                 let record = EntryRecord {
@@ -303,6 +313,7 @@ impl Queue {
                     redelivered: false,
                     transient: false,
                     expires: entry.expires,
+                    delivery_count: 0,
                 };
                 let op = StoreOp::PutEntry { key, record };
                 // Handed to a consumer now, or soon (consumers are keeping the queue short):
@@ -326,17 +337,9 @@ impl Queue {
         }
         state.ready_bytes += entry.message.size() as u64;
         let expires = entry.expires;
-        let lane = &state.lanes[usize::from(entry.lane)];
-        // Past the window, a message already on disk leaves memory for free; a transient one
-        // is written out only under memory pressure (or to keep the lane's order).
-        let page = self.storage.as_ref().is_some_and(|s| {
-            lane.must_page()
-                || (lane.window_full(s.window) && (entry.disk != 0 || self.memory_pressure()))
-        });
-        if page {
-            self.page_out(&mut state, entry);
-        } else {
-            state.lanes[usize::from(entry.lane)].push_back(entry);
+        self.append(&mut state, entry);
+        if self.is_quorum() {
+            self.quorum_after_publish(&mut state);
         }
         self.enforce_max_length(&mut state);
         if expires != 0 {
@@ -344,6 +347,22 @@ impl Queue {
         }
         self.flow.update(state.len(), !state.consumers.is_empty());
         PublishOutcome::Accepted
+    }
+
+    /// Puts a ready entry at the back of its lane: in memory, or on disk past the window (a
+    /// message already on disk leaves memory for free; a transient one is written out only
+    /// under memory pressure, or to keep the lane's order).
+    fn append(&self, state: &mut QueueState, entry: QueueEntry) {
+        let lane = &state.lanes[usize::from(entry.lane)];
+        let page = self.storage.as_ref().is_some_and(|s| {
+            lane.must_page()
+                || (lane.window_full(s.window) && (entry.disk != 0 || self.memory_pressure()))
+        });
+        if page {
+            self.page_out(state, entry);
+        } else {
+            state.lanes[usize::from(entry.lane)].push_back(entry);
+        }
     }
 
     /// basic.get: the head message and how many remain. Waits for a read from disk when only
@@ -401,6 +420,10 @@ impl Queue {
         for mut entry in entries {
             returned += 1;
             if state.deleted {
+                continue;
+            }
+            if redelivered && self.is_quorum() {
+                self.quorum_return(&mut state, entry);
                 continue;
             }
             entry.redelivered |= redelivered;
@@ -533,7 +556,12 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
-        self.state().consumers.len() as u32
+        let n = self.state().consumers.len() as u32;
+        // A quorum queue with a single active consumer counts only the active one.
+        match self.is_quorum() && self.args.single_active_consumer {
+            true => n.min(1),
+            false => n,
+        }
     }
 
     pub fn unacked_count(&self) -> usize {

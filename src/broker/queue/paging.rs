@@ -22,7 +22,7 @@ impl Queue {
 
     /// Records that a delivered persistent entry comes back redelivered after a crash.
     pub(super) fn mark_delivered(&self, entry: &QueueEntry) {
-        if entry.disk == 0 || entry.redelivered || !self.durable || !entry.message.persistent {
+        if entry.disk == 0 || entry.redelivered || !self.keeps(&entry.message) {
             return;
         }
         if let Some((s, key)) = self.key(entry) {
@@ -31,6 +31,7 @@ impl Queue {
                 redelivered: true,
                 transient: false,
                 expires: entry.expires,
+                delivery_count: 0,
             };
             s.store
                 .submit_delivered(StoreOp::PutEntry { key, record }, false);

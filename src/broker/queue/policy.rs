@@ -40,7 +40,7 @@ impl Queue {
                 .is_some_and(|max| state.ready_bytes + size as u64 > max)
     }
 
-    fn over_limit(&self, state: &QueueState) -> bool {
+    pub(super) fn over_limit(&self, state: &QueueState) -> bool {
         let limits = &state.effective;
         limits.max_length.is_some_and(|max| state.len() > max)
             || limits

@@ -177,6 +177,13 @@ impl VHost {
             q.touch();
             return Ok(q);
         }
+        let quorum = matches!(spec.arguments.inner().get("x-queue-type"),
+            Some(warren_amqp::AMQPValue::LongString(t)) if t.as_bytes() == b"quorum");
+        if spec.server_named && quorum {
+            return Err(AmqpError::precondition_failed(
+                "Cannot declare a server-named queue for type rabbit_quorum_queue",
+            ));
+        }
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
         self.stats.counters.bump(Stat::QueueDeclared);
@@ -266,6 +273,13 @@ impl VHost {
         if_empty: bool,
     ) -> AmqpResult<()> {
         let what = format!("queue '{}' in vhost '{}'", queue.name, self.name);
+        if queue.is_quorum() && (if_unused || if_empty) {
+            let flag = if if_unused { "if-unused" } else { "if-empty" };
+            return Err(AmqpError::not_implemented(format!(
+                "cannot delete {what}. queue.delete operations with {flag} flag set are not \
+                 supported by quorum queues"
+            )));
+        }
         if if_unused && queue.consumer_count() > 0 {
             return Err(AmqpError::precondition_failed(format!("{what} in use")));
         }
