@@ -8,29 +8,13 @@
 //! for the earliest deadline left. Deadlines only grow as deliveries go out, so the timer is
 //! rarely moved and fires about once per timeout period on a busy connection.
 
-use super::channel::ChannelState;
+use super::channel::{ChannelState, Deadline};
 use super::Connection;
 use crate::error::AmqpError;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tracing::warn;
-
-/// When a delivery stops being acceptable unacknowledged, and the timeout that set it.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    pub at: Instant,
-    pub timeout: Duration,
-}
-
-impl Deadline {
-    pub fn after(now: Instant, timeout: Option<Duration>) -> Option<Self> {
-        timeout.map(|timeout| Self {
-            at: now + timeout,
-            timeout,
-        })
-    }
-}
 
 /// The connection's one timer for the earliest deadline.
 pub(super) struct AckTimer {

@@ -2,10 +2,9 @@
 //! confirms and transactions, and deliveries arriving from queues.
 
 use super::access::Resource;
-use super::ack_timeout::Deadline;
 use super::channel::{
     generated_consumer_tag, requeue_all, Channel, ChannelConsumer, ChannelState, Confirms,
-    Publication, TxOp, Unacked,
+    Deadline, Publication, TxOp, Unacked,
 };
 use super::Connection;
 use crate::broker::delayed;

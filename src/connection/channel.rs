@@ -3,7 +3,6 @@
 //! shares (consumer tags, requeueing). The handlers (basic, close, reply_to, tx...) import
 //! this state; it imports none of them, and they do not import each other.
 
-use super::ack_timeout::Deadline;
 use crate::broker::exchange::Exchange;
 use crate::broker::message::QueueEntry;
 use crate::broker::queue::{ChannelGate, Consumer, Queue};
@@ -13,6 +12,8 @@ use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use warren_amqp::{encode, CommandAssembler, Content, ShortString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,22 @@ pub enum ChannelState {
     Open,
     /// The server sent channel.close and discards everything until channel.close-ok.
     Closing,
+}
+
+/// When a delivery stops being acceptable unacknowledged, and the timeout that set it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    pub fn after(now: Instant, timeout: Option<Duration>) -> Option<Self> {
+        timeout.map(|timeout| Self {
+            at: now + timeout,
+            timeout,
+        })
+    }
 }
 
 /// A delivery the client has not acknowledged yet.
