@@ -455,3 +455,147 @@ async fn publish_with_props(ch: &Channel, queue: &str, body: &str, props: BasicP
     .await
     .expect("basic.publish");
 }
+
+#[tokio::test]
+async fn a_policy_sets_the_delivery_limit_and_the_vhost_default_type_applies() {
+    let broker = TestBroker::start().await;
+    let status = api::put(
+        &broker,
+        "/api/policies/%2F/limited",
+        serde_json::json!({"pattern": "^qq-pol", "definition": {"delivery-limit": 0}, "apply-to": "queues"}),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "qq-pol", quorum()).await.unwrap();
+    publish(&ch, "", "qq-pol", b"once").await;
+    let m = get(&ch, "qq-pol").await;
+    m.delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A limit of 0: the first return drops it.
+    assert_eq!(queue_counts(&ch, "qq-pol").await.0, 0);
+
+    // A vhost whose default queue type is quorum: durable queues declared without a type are
+    // quorum queues; exclusive ones stay classic.
+    let status = api::put(
+        &broker,
+        "/api/vhosts/dqt",
+        serde_json::json!({"default_queue_type": "quorum"}),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let status = api::put(
+        &broker,
+        "/api/permissions/dqt/guest",
+        serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (_c, ch) = channel_as(&broker, "guest", "guest", "dqt").await;
+    declare(&ch, "by-default", FieldTable::default())
+        .await
+        .unwrap();
+    declare(&ch, "by-default", FieldTable::default())
+        .await
+        .expect("redeclared the same way");
+    ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("an exclusive server-named queue stays classic");
+    let (_, q) = api::get(&broker, "/api/queues/dqt/by-default").await;
+    assert_eq!(q["type"], "quorum");
+    let (_, flags) = api::get(&broker, "/api/feature-flags").await;
+    assert!(flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "quorum_queue" && f["state"] == "enabled"));
+}
+
+#[tokio::test]
+async fn kill_9_keeps_every_confirmed_message_of_a_quorum_queue() {
+    use common::process::BrokerProcess;
+    use lapin::{Connection, ConnectionProperties};
+    use std::collections::HashSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path()).await;
+    let conn = within(
+        "a connection",
+        Connection::connect(&broker.uri(), ConnectionProperties::default()),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    declare(&ch, "qq-kill", quorum()).await.unwrap();
+    // Transient messages, published in a window of 100 unconfirmed; the kill lands while
+    // publishes are in flight.
+    let mut confirmed = HashSet::new();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..3000u32 {
+        let mode = if i % 2 == 0 { 1 } else { 2 };
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "qq-kill".into(),
+                BasicPublishOptions::default(),
+                format!("{i}").as_bytes(),
+                BasicProperties::default().with_delivery_mode(mode),
+            )
+            .await
+            .unwrap();
+        pending.push_back((i, confirm));
+        if pending.len() >= 100 {
+            let (id, confirm) = pending.pop_front().unwrap();
+            if matches!(confirm.await, Ok(Confirmation::Ack(_))) {
+                confirmed.insert(id);
+            }
+        }
+        if confirmed.len() >= 1500 {
+            break;
+        }
+    }
+    broker.kill();
+    drop(pending);
+    let broker = BrokerProcess::start(dir.path()).await;
+    let conn = within(
+        "a connection",
+        Connection::connect(&broker.uri(), ConnectionProperties::default()),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut found = HashSet::new();
+    while let Some(m) = within(
+        "basic.get",
+        ch.basic_get("qq-kill".into(), BasicGetOptions { no_ack: true }),
+    )
+    .await
+    .unwrap()
+    {
+        let id: u32 = String::from_utf8_lossy(&m.delivery.data).parse().unwrap();
+        found.insert(id);
+    }
+    let lost: Vec<_> = confirmed.difference(&found).collect();
+    assert!(
+        lost.is_empty(),
+        "{} confirmed messages lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(confirmed.len() >= 1500);
+}

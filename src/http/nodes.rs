@@ -205,6 +205,7 @@ pub async fn feature_flags(_user: Authed) -> Json<Value> {
             "Default bindings are now implicit, instead of being stored in the database"
         ),
         flag("maintenance_mode_status", "Maintenance mode status"),
+        flag("quorum_queue", "Support queues of type `quorum`"),
         flag(
             "user_limits",
             "Configure connection and channel limits for a user"

@@ -80,13 +80,13 @@ const ACTED_ON: &[&str] = &[
     "dead-letter-routing-key",
     "alternate-exchange",
     "consumer-timeout",
+    "delivery-limit",
 ];
 /// Keys RabbitMQ accepts that mean nothing for a classic queue on one node: accepted (so
 /// definitions from RabbitMQ import) and without effect.
 const ACCEPTED: &[&str] = &[
     "queue-mode",
     "queue-version",
-    "delivery-limit",
     "dead-letter-strategy",
     "queue-master-locator",
     "queue-leader-locator",
@@ -155,6 +155,7 @@ fn validate(definition: &Map<String, Value>, operator: bool) -> Result<(), Polic
                 return bad("maximum length in bytes")
             }
             "consumer-timeout" if int.is_none_or(|n| n < 0) => return bad("consumer timeout"),
+            "delivery-limit" if int.is_none_or(|n| n < 0) => return bad("delivery limit"),
             "overflow" if v.as_str().and_then(overflow).is_none() => return bad("overflow value"),
             "dead-letter-exchange" | "dead-letter-routing-key" | "alternate-exchange"
                 if !v.is_string() =>
@@ -265,6 +266,7 @@ pub fn queue_overrides(policy: Option<&Policy>, operator: Option<&Policy>) -> Po
         dead_letter_exchange: policy.and_then(|p| p.text("dead-letter-exchange")),
         dead_letter_routing_key: policy.and_then(|p| p.text("dead-letter-routing-key")),
         consumer_timeout: policy.and_then(|p| p.int("consumer-timeout")),
+        delivery_limit: lower("delivery-limit"),
         policy: policy.map(|p| p.spec.name.clone()),
         operator_policy: operator.map(|p| p.spec.name.clone()),
     }

@@ -304,6 +304,7 @@ pub struct PolicyOverrides {
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
     pub consumer_timeout: Option<u64>,
+    pub delivery_limit: Option<u64>,
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
 }
@@ -322,6 +323,8 @@ pub struct Effective {
     pub dead_letter_routing_key: Option<String>,
     /// How long a consumer may hold a delivery unacknowledged (ms), if the queue says.
     pub consumer_timeout: Option<u64>,
+    /// Returns a quorum queue's message may have before it is dropped or dead-lettered.
+    pub delivery_limit: Option<u64>,
     /// The policies behind it, for the management API.
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
@@ -333,10 +336,14 @@ impl Effective {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let overflow = match declared.inner().contains_key("x-overflow") {
+        let mut overflow = match declared.inner().contains_key("x-overflow") {
             true => args.overflow,
             false => policy.overflow.unwrap_or(args.overflow),
         };
+        // A quorum queue treats reject-publish-dlx as drop-head, as RabbitMQ's do.
+        if args.kind == QueueKind::Quorum && overflow == Overflow::RejectPublishDlx {
+            overflow = Overflow::DropHead;
+        }
         let dead_letter_exchange = args
             .dead_letter_exchange
             .clone()
@@ -354,6 +361,10 @@ impl Effective {
             dead_letter_exchange,
             dead_letter_routing_key,
             consumer_timeout: lower(args.consumer_timeout, policy.consumer_timeout),
+            delivery_limit: match args.kind {
+                QueueKind::Quorum => lower(args.delivery_limit, policy.delivery_limit),
+                QueueKind::Classic => None,
+            },
             policy: policy.policy.clone(),
             operator_policy: policy.operator_policy.clone(),
         }
@@ -408,11 +419,6 @@ impl QueueArgs {
             c.integer("x-quorum-initial-group-size", Bound::Positive)?;
             c.integer("x-max-in-memory-length", Bound::NonNegative)?;
             c.integer("x-max-in-memory-bytes", Bound::NonNegative)?;
-            // A quorum queue dead-letters what reject-publish-dlx refuses by dropping the
-            // head instead, as RabbitMQ's do.
-            if parsed.overflow == Overflow::RejectPublishDlx {
-                parsed.overflow = Overflow::DropHead;
-            }
         }
         if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
             return Err(c.invalid(

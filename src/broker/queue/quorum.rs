@@ -67,7 +67,7 @@ impl Queue {
     pub(super) fn quorum_return(self: &Arc<Self>, state: &mut QueueState, mut entry: QueueEntry) {
         entry.delivery_count = entry.delivery_count.saturating_add(1);
         entry.redelivered = true;
-        if let Some(limit) = self.args.delivery_limit {
+        if let Some(limit) = state.effective.delivery_limit {
             if u64::from(entry.delivery_count) > limit {
                 self.forget(state, &entry, false);
                 self.dead_letter(state, &entry.message, Reason::DeliveryLimit);

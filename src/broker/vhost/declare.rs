@@ -12,7 +12,7 @@ use crate::broker::stats::Stat;
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::{ExchangeRecord, QueueRecord, StoreOp};
 use std::sync::Arc;
-use warren_amqp::{FieldTable, ShortString};
+use warren_amqp::{AMQPValue, FieldTable, ShortString};
 
 /// The arguments of exchange.declare.
 #[derive(Debug, Clone, Default)]
@@ -162,10 +162,11 @@ impl VHost {
     /// creation emits.
     pub fn declare_queue(
         &self,
-        spec: QueueSpec,
+        mut spec: QueueSpec,
         connection: ConnectionId,
         by: &str,
     ) -> AmqpResult<Arc<Queue>> {
+        self.apply_default_queue_type(&mut spec);
         if !spec.passive && !spec.server_named && spec.name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
@@ -178,7 +179,7 @@ impl VHost {
             return Ok(q);
         }
         let quorum = matches!(spec.arguments.inner().get("x-queue-type"),
-            Some(warren_amqp::AMQPValue::LongString(t)) if t.as_bytes() == b"quorum");
+            Some(AMQPValue::LongString(t)) if t.as_bytes() == b"quorum");
         if spec.server_named && quorum {
             return Err(AmqpError::precondition_failed(
                 "Cannot declare a server-named queue for type rabbit_quorum_queue",
@@ -263,6 +264,27 @@ impl VHost {
         )?;
         queue.touch();
         Ok(queue)
+    }
+
+    /// A queue declared without `x-queue-type` gets the vhost's default type, when that is
+    /// quorum and the queue can be one (durable, not exclusive, not auto-delete); otherwise
+    /// it is classic, as in RabbitMQ 3.13 and later.
+    fn apply_default_queue_type(&self, spec: &mut QueueSpec) {
+        if spec.passive || spec.arguments.inner().contains_key("x-queue-type") {
+            return;
+        }
+        let default = self
+            .metadata
+            .get()
+            .and_then(|m| m.vhost(&self.name))
+            .and_then(|v| v.default_queue_type.clone());
+        let can_be_quorum = spec.durable && !spec.exclusive && !spec.auto_delete;
+        if default.as_deref() == Some("quorum") && can_be_quorum && !spec.server_named {
+            spec.arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(b"quorum".to_vec().into()),
+            );
+        }
     }
 
     /// queue.delete's if-unused and if-empty conditions.
