@@ -599,3 +599,64 @@ async fn kill_9_keeps_every_confirmed_message_of_a_quorum_queue() {
     );
     assert!(confirmed.len() >= 1500);
 }
+
+#[tokio::test]
+async fn at_least_once_dead_lettering_keeps_the_message_until_a_target_takes_it() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    let args = with(
+        quorum(),
+        &[
+            ("x-dead-letter-exchange", longstr("later-dlx")),
+            ("x-dead-letter-strategy", longstr("at-least-once")),
+            ("x-overflow", longstr("reject-publish")),
+        ],
+    );
+    declare(&ch, "qq-alo", args).await.unwrap();
+    publish(&ch, "", "qq-alo", b"keep me").await;
+    let m = get(&ch, "qq-alo").await;
+    m.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    // No dead-letter exchange yet: the message is held, not ready.
+    assert_eq!(queue_counts(&ch, "qq-alo").await.0, 0);
+    ch.exchange_declare(
+        "later-dlx".into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    declare_queue(&ch, "alo-target").await;
+    ch.queue_bind(
+        "alo-target".into(),
+        "later-dlx".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // The router tries again (every second) and the target gets it.
+    let mut consumer = ch
+        .basic_consume(
+            "alo-target".into(),
+            "t".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let dead = next_delivery(&mut consumer).await;
+    assert_eq!(dead.data, b"keep me");
+    let headers = dead.properties.headers().clone().unwrap();
+    assert_eq!(
+        headers.inner().get("x-first-death-reason"),
+        Some(&longstr("rejected"))
+    );
+}

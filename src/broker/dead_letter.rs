@@ -9,41 +9,89 @@ use super::message::Message;
 use super::queue::{DeadLetter, Reason};
 use super::Broker;
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::warn;
 use warren_amqp::{short_string, AMQPValue, BasicProperties, FieldTable, LongString};
 
-/// Routes dead letters until the broker is gone.
+/// How often letters held at least once are tried again while their target cannot take them.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Routes dead letters until the broker is gone. At-least-once letters that found no taker
+/// (no route, or a target refusing publishes) are kept and tried again.
 pub async fn run(mut letters: mpsc::UnboundedReceiver<DeadLetter>, broker: Weak<Broker>) {
     let mut scratch = Vec::new();
     let mut routed = Vec::new();
-    while let Some(letter) = letters.recv().await {
+    let mut waiting: Vec<DeadLetter> = Vec::new();
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let letter = tokio::select! {
+            letter = letters.recv() => match letter {
+                Some(letter) => Some(letter),
+                None => return,
+            },
+            _ = retry.tick(), if !waiting.is_empty() => None,
+        };
         let Some(broker) = broker.upgrade() else {
             return;
         };
-        route(&broker, letter, &mut scratch, &mut routed);
+        let batch = match letter {
+            Some(letter) => vec![letter],
+            None => std::mem::take(&mut waiting),
+        };
+        for letter in batch {
+            if let Some(again) = deliver(&broker, letter, &mut scratch, &mut routed) {
+                waiting.push(again);
+            }
+        }
     }
 }
 
-fn route(
+/// Routes one letter; gives back an at-least-once letter nobody took yet.
+fn deliver(
     broker: &Broker,
-    letter: DeadLetter,
+    mut letter: DeadLetter,
     scratch: &mut Vec<super::exchange::Destination>,
     routed: &mut Vec<Arc<super::queue::Queue>>,
-) {
+) -> Option<DeadLetter> {
+    let taken = route(broker, &letter, scratch, routed);
+    let entry = letter.held.take()?;
+    // The source queue: gone (or a new one by that name) means nothing is held any more.
+    let source = broker
+        .vhost(&letter.vhost)
+        .and_then(|v| v.queue(&letter.queue).ok())
+        .filter(|q| !q.is_deleted());
+    let source = source?;
+    if taken {
+        source.dead_lettered(&entry);
+        return None;
+    }
+    letter.held = Some(entry);
+    Some(letter)
+}
+
+/// Routes a letter to the queues its dead-letter exchange picks; whether any took it.
+fn route(
+    broker: &Broker,
+    letter: &DeadLetter,
+    scratch: &mut Vec<super::exchange::Destination>,
+    routed: &mut Vec<Arc<super::queue::Queue>>,
+) -> bool {
     let Some(vhost) = broker.vhost(&letter.vhost) else {
-        return;
+        return false;
     };
     let Ok(exchange) = vhost.exchange(&letter.exchange) else {
-        warn!(
-            "dead-letter exchange '{}' of queue '{}' in vhost '{}' does not exist; message dropped",
-            letter.exchange, letter.queue, letter.vhost
-        );
-        return;
+        if letter.held.is_none() {
+            warn!(
+                "dead-letter exchange '{}' of queue '{}' in vhost '{}' does not exist; message dropped",
+                letter.exchange, letter.queue, letter.vhost
+            );
+        }
+        return false;
     };
-    let Some((properties, keys)) = dead_lettered_properties(&letter, now_seconds()) else {
-        return;
+    let Some((properties, keys)) = dead_lettered_properties(letter, now_seconds()) else {
+        return false;
     };
     let mut queues = Vec::new();
     for key in &keys {
@@ -69,13 +117,17 @@ fn route(
             Some(AMQPValue::FieldArray(a)) => Some(a.clone()),
             _ => None,
         });
+    if queues.is_empty() {
+        return false;
+    }
     if letter.reason != Reason::Rejected {
         if let Some(deaths) = &deaths {
             queues.retain(|q| !is_cycle(q.name.as_str(), deaths.as_slice()));
         }
     }
     if queues.is_empty() {
-        return;
+        // Only a cycle would take it: dropped, as RabbitMQ drops it (and nothing to retry).
+        return true;
     }
     let mut raw = bytes::BytesMut::new();
     warren_amqp::encode::properties(&mut raw, &properties);
@@ -87,7 +139,7 @@ fn route(
         raw.freeze(),
         letter.message.body.clone(),
     );
-    enqueue(&broker.store, message, &mut queues);
+    !enqueue(&broker.store, message, &mut queues).rejected
 }
 
 fn now_seconds() -> u64 {
@@ -266,6 +318,7 @@ mod tests {
             routing_key: None,
             reason,
             message,
+            held: None,
         }
     }
 

@@ -8,7 +8,7 @@
 //! RabbitMQ's rules and texts.
 
 use super::permissions::{compile, BadPattern};
-use crate::broker::queue::{Overflow, PolicyOverrides};
+use crate::broker::queue::{DeadLetterStrategy, Overflow, PolicyOverrides};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -81,13 +81,13 @@ const ACTED_ON: &[&str] = &[
     "alternate-exchange",
     "consumer-timeout",
     "delivery-limit",
+    "dead-letter-strategy",
 ];
 /// Keys RabbitMQ accepts that mean nothing for a classic queue on one node: accepted (so
 /// definitions from RabbitMQ import) and without effect.
 const ACCEPTED: &[&str] = &[
     "queue-mode",
     "queue-version",
-    "dead-letter-strategy",
     "queue-master-locator",
     "queue-leader-locator",
     "max-in-memory-length",
@@ -156,6 +156,9 @@ fn validate(definition: &Map<String, Value>, operator: bool) -> Result<(), Polic
             }
             "consumer-timeout" if int.is_none_or(|n| n < 0) => return bad("consumer timeout"),
             "delivery-limit" if int.is_none_or(|n| n < 0) => return bad("delivery limit"),
+            "dead-letter-strategy" if v.as_str().and_then(dead_letter_strategy).is_none() => {
+                return bad("dead-letter strategy")
+            }
             "overflow" if v.as_str().and_then(overflow).is_none() => return bad("overflow value"),
             "dead-letter-exchange" | "dead-letter-routing-key" | "alternate-exchange"
                 if !v.is_string() =>
@@ -166,6 +169,14 @@ fn validate(definition: &Map<String, Value>, operator: bool) -> Result<(), Polic
         }
     }
     Ok(())
+}
+
+fn dead_letter_strategy(text: &str) -> Option<DeadLetterStrategy> {
+    match text {
+        "at-most-once" => Some(DeadLetterStrategy::AtMostOnce),
+        "at-least-once" => Some(DeadLetterStrategy::AtLeastOnce),
+        _ => None,
+    }
 }
 
 fn overflow(text: &str) -> Option<Overflow> {
@@ -267,6 +278,9 @@ pub fn queue_overrides(policy: Option<&Policy>, operator: Option<&Policy>) -> Po
         dead_letter_routing_key: policy.and_then(|p| p.text("dead-letter-routing-key")),
         consumer_timeout: policy.and_then(|p| p.int("consumer-timeout")),
         delivery_limit: lower("delivery-limit"),
+        dead_letter_strategy: policy
+            .and_then(|p| p.text("dead-letter-strategy"))
+            .and_then(|t| dead_letter_strategy(&t)),
         policy: policy.map(|p| p.spec.name.clone()),
         operator_policy: operator.map(|p| p.spec.name.clone()),
     }

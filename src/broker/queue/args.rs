@@ -305,6 +305,7 @@ pub struct PolicyOverrides {
     pub dead_letter_routing_key: Option<String>,
     pub consumer_timeout: Option<u64>,
     pub delivery_limit: Option<u64>,
+    pub dead_letter_strategy: Option<DeadLetterStrategy>,
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
 }
@@ -325,6 +326,7 @@ pub struct Effective {
     pub consumer_timeout: Option<u64>,
     /// Returns a quorum queue's message may have before it is dropped or dead-lettered.
     pub delivery_limit: Option<u64>,
+    pub dead_letter_strategy: DeadLetterStrategy,
     /// The policies behind it, for the management API.
     pub policy: Option<String>,
     pub operator_policy: Option<String>,
@@ -361,6 +363,12 @@ impl Effective {
             dead_letter_exchange,
             dead_letter_routing_key,
             consumer_timeout: lower(args.consumer_timeout, policy.consumer_timeout),
+            dead_letter_strategy: match declared.inner().contains_key("x-dead-letter-strategy") {
+                true => args.dead_letter_strategy,
+                false => policy
+                    .dead_letter_strategy
+                    .unwrap_or(args.dead_letter_strategy),
+            },
             delivery_limit: match args.kind {
                 QueueKind::Quorum => lower(args.delivery_limit, policy.delivery_limit),
                 QueueKind::Classic => None,

@@ -3,7 +3,7 @@
 //! import them, so the queue never imports the modules that act on what it emits.
 
 use crate::broker::memory::MemoryGauge;
-use crate::broker::message::Message;
+use crate::broker::message::{Message, QueueEntry};
 use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -49,6 +49,10 @@ pub struct DeadLetter {
     pub routing_key: Option<String>,
     pub reason: Reason,
     pub message: Arc<Message>,
+    /// At-least-once dead-lettering (quorum queues): the entry stays in the source queue, on
+    /// disk, until the dead-letter target has taken the message; the router hands it back
+    /// with `Queue::dead_lettered` then, and retries meanwhile.
+    pub held: Option<QueueEntry>,
 }
 
 pub type DeadLetterSink = mpsc::UnboundedSender<DeadLetter>;

@@ -116,6 +116,8 @@ struct QueueState {
     effective: Effective,
     /// A quorum queue with reject-publish went over its limit and refuses publishes.
     rejecting: bool,
+    /// Entries dead-lettered at least once, held until their target takes them.
+    dead_letter_held: u64,
     deleted: bool,
 }
 
@@ -149,6 +151,7 @@ impl Queue {
             dedup: dedup::QueueDedup::default(),
             effective: Effective::default(),
             rejecting: false,
+            dead_letter_held: 0,
             deleted: false,
         };
         Self {
@@ -444,10 +447,11 @@ impl Queue {
         for entry in entries {
             count += 1;
             let gone = state.deleted;
-            self.forget(&mut state, entry, gone);
-            if rejected {
-                self.dead_letter(&state, &entry.message, Reason::Rejected);
+            if rejected && !gone {
+                self.dead_letter_entry(&mut state, entry.clone(), Reason::Rejected);
+                continue;
             }
+            self.forget(&mut state, entry, gone);
         }
         state.unacked = state.unacked.saturating_sub(count);
         if !rejected {

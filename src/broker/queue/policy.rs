@@ -4,7 +4,7 @@
 
 use super::hooks::{DeadLetter, Reason, Wake};
 use super::lane::Dropped;
-use super::{Overflow, Queue, QueueState};
+use super::{DeadLetterStrategy, Overflow, Queue, QueueState};
 use crate::broker::message::{now_ms, Message, QueueEntry};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,13 +96,54 @@ impl Queue {
             routing_key: limits.dead_letter_routing_key.clone(),
             reason,
             message: message.clone(),
+            held: None,
         });
+    }
+
+    /// An entry leaves the queue dead-lettered: at most once (forgotten now), or at least
+    /// once (a quorum queue with `x-dead-letter-strategy` at-least-once and reject-publish:
+    /// kept, on disk, until the dead-letter target has it).
+    pub(super) fn dead_letter_entry(
+        &self,
+        state: &mut QueueState,
+        entry: QueueEntry,
+        reason: Reason,
+    ) {
+        let limits = &state.effective;
+        let at_least_once = self.is_quorum()
+            && limits.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce
+            && limits.overflow == Overflow::RejectPublish;
+        let (Some(exchange), Some(hooks), true) =
+            (&limits.dead_letter_exchange, &self.hooks, at_least_once)
+        else {
+            self.forget(state, &entry, false);
+            self.dead_letter(state, &entry.message, reason);
+            return;
+        };
+        state.dead_letter_held += 1;
+        let _ = hooks.dead_letters.send(DeadLetter {
+            vhost: self.vhost.clone(),
+            queue: self.name.to_string(),
+            exchange: exchange.clone(),
+            routing_key: limits.dead_letter_routing_key.clone(),
+            reason,
+            message: entry.message.clone(),
+            held: Some(entry),
+        });
+    }
+
+    /// The dead-letter target took a message this queue held for it (at-least-once): it
+    /// leaves for good.
+    pub fn dead_lettered(&self, entry: &QueueEntry) {
+        let mut state = self.state();
+        state.dead_letter_held = state.dead_letter_held.saturating_sub(1);
+        let gone = state.deleted;
+        self.forget(&mut state, entry, gone);
     }
 
     /// An expired entry leaves the queue.
     pub(super) fn expire(&self, state: &mut QueueState, entry: QueueEntry) {
-        self.forget(state, &entry, false);
-        self.dead_letter(state, &entry.message, Reason::Expired);
+        self.dead_letter_entry(state, entry, Reason::Expired);
     }
 
     /// The next ready entry that has not expired; expired ones met on the way are expired.

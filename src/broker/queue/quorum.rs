@@ -69,8 +69,7 @@ impl Queue {
         entry.redelivered = true;
         if let Some(limit) = state.effective.delivery_limit {
             if u64::from(entry.delivery_count) > limit {
-                self.forget(state, &entry, false);
-                self.dead_letter(state, &entry.message, Reason::DeliveryLimit);
+                self.dead_letter_entry(state, entry, Reason::DeliveryLimit);
                 return;
             }
         }
