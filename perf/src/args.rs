@@ -113,6 +113,10 @@ pub struct Args {
     #[arg(long)]
     pub durable: bool,
 
+    /// Quorum queues (x-queue-type quorum); implies --durable.
+    #[arg(long)]
+    pub quorum: bool,
+
     /// Consume with automatic acknowledgement (no-ack).
     #[arg(short = 'a', long)]
     pub auto_ack: bool,
@@ -237,7 +241,7 @@ impl Args {
     }
 
     pub fn durable_queues(&self) -> bool {
-        self.durable || self.persistent
+        self.durable || self.persistent || self.quorum
     }
 
     pub fn drain_timeout(&self) -> Duration {

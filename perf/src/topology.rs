@@ -21,6 +21,8 @@ pub struct Topology {
     pub exchange_type: ExchangeType,
     pub queues: Vec<String>,
     pub durable: bool,
+    /// Quorum queues rather than classic ones.
+    pub quorum: bool,
 }
 
 /// Where a producer sends: exchange, routing key, and the headers a headers exchange needs.
@@ -86,7 +88,14 @@ impl Topology {
                 durable: self.durable,
                 ..Default::default()
             };
-            ch.queue_declare(queue.as_str().into(), options, FieldTable::default())
+            let mut arguments = FieldTable::default();
+            if self.quorum {
+                arguments.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("quorum".into()),
+                );
+            }
+            ch.queue_declare(queue.as_str().into(), options, arguments)
                 .await?;
             ch.queue_purge(queue.as_str().into(), QueuePurgeOptions::default())
                 .await?;
@@ -164,6 +173,7 @@ mod tests {
             exchange_type: kind,
             queues: Topology::queue_names("q", queues),
             durable: false,
+            quorum: false,
         }
     }
 

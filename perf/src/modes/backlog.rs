@@ -18,6 +18,7 @@ pub async fn run(args: &Args) -> Result<Report, PerfError> {
         exchange_type: args.exchange_type,
         queues: Topology::queue_names(&args.queue, args.queues),
         durable: args.durable_queues(),
+        quorum: args.quorum,
     };
     topology.declare(&args.uri).await?;
     let counters = Arc::new(Counters::default());

@@ -20,6 +20,7 @@ pub async fn run(args: &Args) -> Result<Report, PerfError> {
         exchange_type: ExchangeType::Fanout,
         queues: Topology::queue_names(&args.queue, args.fanout),
         durable: args.durable_queues(),
+        quorum: args.quorum,
     };
     run_over(args, "fanout", &topology, args.producers, args.fanout).await
 }
