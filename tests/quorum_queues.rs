@@ -660,3 +660,29 @@ async fn at_least_once_dead_lettering_keeps_the_message_until_a_target_takes_it(
         Some(&longstr("rejected"))
     );
 }
+
+#[tokio::test]
+async fn definitions_keep_the_queue_type() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "qq-def", with(quorum(), &[("x-delivery-limit", AMQPValue::LongInt(4))]))
+        .await
+        .unwrap();
+    let (_, defs) = api::get(&broker, "/api/definitions").await;
+    let exported = defs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "qq-def")
+        .cloned()
+        .expect("exported");
+    assert_eq!(exported["arguments"]["x-queue-type"], "quorum");
+    ch.queue_delete("qq-def".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let (status, _) = api::post(&broker, "/api/definitions", defs).await;
+    assert!(status.is_success(), "{status}");
+    let (_, q) = api::get(&broker, "/api/queues/%2F/qq-def").await;
+    assert_eq!(q["type"], "quorum");
+    assert_eq!(q["arguments"]["x-delivery-limit"], 4);
+}
