@@ -665,9 +665,13 @@ async fn at_least_once_dead_lettering_keeps_the_message_until_a_target_takes_it(
 async fn definitions_keep_the_queue_type() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "qq-def", with(quorum(), &[("x-delivery-limit", AMQPValue::LongInt(4))]))
-        .await
-        .unwrap();
+    declare(
+        &ch,
+        "qq-def",
+        with(quorum(), &[("x-delivery-limit", AMQPValue::LongInt(4))]),
+    )
+    .await
+    .unwrap();
     let (_, defs) = api::get(&broker, "/api/definitions").await;
     let exported = defs["queues"]
         .as_array()

@@ -1,10 +1,10 @@
 //! connection: a whole Warren connection driven by arbitrary bytes after a valid handshake.
 //!
-//! Warren's connection task takes a `TcpStream`, so this target runs a real broker in the
-//! process (over an in-memory store, on a tokio runtime with one worker thread, whose stack is
-//! a worker's 2 MiB as in production) and talks to it over a loopback socket: per input it
-//! connects, does the handshake (PLAIN guest/guest, heartbeats off), sends the input as is,
-//! half-closes, and reads until the broker closes the socket.
+//! The target runs a real broker in the process (over an in-memory store, on a tokio runtime
+//! with one worker thread, whose stack is a worker's 2 MiB as in production) and serves each
+//! input's connection over an in-memory pipe (`warren::connection::serve_stream`, no socket):
+//! per input it does the handshake (PLAIN guest/guest, heartbeats off), sends the input as is,
+//! half-closes, and reads until the broker closes its end.
 //! Checks that nothing in the broker panics or overflows its stack (a panic in any task aborts
 //! the process under libFuzzer), and that the broker ends the connection within 10 s of the
 //! client's EOF. Every 200 inputs the fuzz vhost is deleted and made anew, so what inputs
@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::io::DuplexStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use warren::broker::metadata::permissions::PermissionSpec;
 use warren::broker::metadata::VhostRecord;
 use warren::broker::Broker;
@@ -35,7 +35,8 @@ const RESET_EVERY: u64 = 200;
 struct Harness {
     rt: tokio::runtime::Runtime,
     broker: Arc<Broker>,
-    addr: SocketAddr,
+    /// Never changes: handed to every connection as the server's shutdown signal.
+    shutdown: tokio::sync::watch::Receiver<bool>,
     /// The client's side of the handshake, sent in one write.
     handshake: Vec<u8>,
     runs: AtomicU64,
@@ -62,26 +63,14 @@ fn harness() -> &'static Harness {
         let broker = Arc::new(
             Broker::with_store(config, Arc::new(MemoryStore::default())).expect("broker opens"),
         );
-        let addr = rt.block_on(async {
-            let amqp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = amqp.local_addr().unwrap();
-            let listeners = warren::server::Listeners {
-                amqp,
-                http: None,
-                prometheus: None,
-            };
-            tokio::spawn(warren::server::serve(
-                listeners,
-                broker.clone(),
-                std::future::pending(),
-            ));
-            addr
-        });
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        // The sender lives as long as the process: connections are never told to stop.
+        std::mem::forget(_stop);
         rt.block_on(async { reset_vhost(&broker) });
         Harness {
             rt,
             broker,
-            addr,
+            shutdown,
             handshake: handshake(),
             runs: AtomicU64::new(0),
         }
@@ -140,7 +129,7 @@ fn handshake() -> Vec<u8> {
 }
 
 /// Reads until connection.open-ok; false if the broker refused or closed instead.
-async fn opened(stream: &mut TcpStream) -> bool {
+async fn opened(stream: &mut DuplexStream) -> bool {
     let mut input = BytesMut::with_capacity(4096);
     loop {
         while let Ok(Some(f)) = frame::decode(&mut input, 0) {
@@ -159,11 +148,19 @@ async fn opened(stream: &mut TcpStream) -> bool {
 }
 
 async fn drive(h: &Harness, data: &[u8]) {
-    let mut stream = TcpStream::connect(h.addr).await.expect("connects");
-    stream.set_nodelay(true).unwrap();
+    let (mut stream, server) = tokio::io::duplex(256 * 1024);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+    let local = SocketAddr::from(([127, 0, 0, 1], 5672));
+    tokio::spawn(warren::connection::serve_stream(
+        server,
+        peer,
+        local,
+        h.broker.clone(),
+        h.shutdown.clone(),
+    ));
     stream.write_all(&h.handshake).await.unwrap();
     assert!(opened(&mut stream).await, "the handshake failed");
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // Write and read at once: the broker stops reading while its output waits.
     let write = async move {
         let _ = writer.write_all(data).await;

@@ -92,6 +92,22 @@ pub async fn serve_tls(
     serve_io(io, peer, local, Some(session), broker, shutdown).await
 }
 
+/// Serves one client over any byte stream: the same connection as over TCP, with `peer` and
+/// `local` as its addresses. What tests and the fuzzer drive through an in-memory pipe.
+pub async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let io = Io::new(Box::new(reader), Box::new(writer), true);
+    serve_io(io, peer, local, None, broker, shutdown).await
+}
+
 /// The AMQP connection on an established transport.
 async fn serve_io(
     mut io: Io,
