@@ -690,3 +690,40 @@ async fn definitions_keep_the_queue_type() {
     assert_eq!(q["type"], "quorum");
     assert_eq!(q["arguments"]["x-delivery-limit"], 4);
 }
+
+#[tokio::test]
+async fn expired_messages_are_dead_lettered_with_reason_expired() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare_queue(&ch, "qq-expired").await;
+    let args = with(
+        quorum(),
+        &[
+            ("x-message-ttl", AMQPValue::LongInt(0)),
+            ("x-dead-letter-exchange", longstr("")),
+            ("x-dead-letter-routing-key", longstr("qq-expired")),
+        ],
+    );
+    declare(&ch, "qq-ttl", args).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "qq-expired".into(),
+            "t".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // A TTL of 0 with nobody consuming the quorum queue: expired at once.
+    publish(&ch, "", "qq-ttl", b"queue ttl").await;
+    let dead = next_delivery(&mut consumer).await;
+    let headers = dead.properties.headers().clone().unwrap();
+    assert_eq!(
+        headers.inner().get("x-first-death-reason"),
+        Some(&longstr("expired"))
+    );
+    assert_eq!(queue_counts(&ch, "qq-ttl").await.0, 0);
+}
