@@ -75,6 +75,22 @@ async fn a_queue_is_declared_bound_fed_read_purged_and_deleted_from_the_ui() {
     })
     .await;
     b.text_where("#queues-table", |t| t.contains("ui-q")).await;
+    // A quorum queue from the same form.
+    b.find("#queue-type")
+        .await
+        .select_by_value("quorum")
+        .await
+        .expect("selects the quorum type");
+    b.fill("#queue-name", "ui-qq").await;
+    b.click("#add-queue button[type=submit]").await;
+    api_until(&broker, "/api/queues/%2F/ui-qq", |s, q| {
+        s == StatusCode::OK && q["type"] == "quorum" && q["durable"] == true
+    })
+    .await;
+    b.text_where("#queues-table", |t| {
+        t.contains("ui-qq") && t.contains("quorum")
+    })
+    .await;
     b.screenshot("queues").await;
 
     b.goto("#/exchanges").await;

@@ -151,6 +151,9 @@ export const QUEUE_ARGUMENTS = [
   { key: "x-max-priority", type: "number", label: "Maximum priority" },
   { key: "x-queue-mode", type: "string", label: "Lazy mode", value: "lazy" },
   { key: "x-message-deduplication", type: "boolean", label: "Deduplication", value: "true" },
+  { key: "x-delivery-limit", type: "number", label: "Delivery limit (quorum)" },
+  { key: "x-dead-letter-strategy", type: "string", label: "Dead letter strategy (quorum)", value: "at-least-once" },
+  { key: "x-consumer-timeout", type: "number", label: "Consumer timeout" },
 ];
 
 /** The arguments offered for exchanges. */

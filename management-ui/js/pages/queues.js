@@ -28,6 +28,7 @@ const ARGUMENT_BADGES = [
   ["x-single-active-consumer", "SAC", "Single active consumer"],
   ["x-queue-mode", "Lazy", "Queue mode"],
   ["x-message-deduplication", "Dedup", "Deduplication"],
+  ["x-delivery-limit", "DLim", "Delivery limit"],
 ];
 
 function yesNo(value) {
@@ -110,7 +111,7 @@ export async function list(view) {
 
 function addQueue(vhosts, refresh) {
   const vhost = select("vhost", vhosts, vhosts.includes("/") ? "/" : vhosts[0], { id: "queue-vhost" });
-  const type = select("type", [["classic", "Classic"]], "classic", { id: "queue-type" });
+  const type = select("type", [["classic", "Classic"], ["quorum", "Quorum"]], "classic", { id: "queue-type" });
   const name = input("name", { id: "queue-name", required: true, autocomplete: "off", spellcheck: "false" });
   const durable = select("durable", [["true", "Durable"], ["false", "Transient"]], "true", { id: "queue-durable" });
   const autoDelete = select("auto_delete", [["false", "No"], ["true", "Yes"]], "false", { id: "queue-auto-delete" });
@@ -121,7 +122,7 @@ function addQueue(vhosts, refresh) {
     [
       h("div", { class: "queue-form-row" }, [
         field("Virtual host", vhost),
-        field("Type", type, "Quorum and stream queues are not supported yet."),
+        field("Type", type, "A quorum queue is durable and never auto-deleted; streams are not supported yet."),
       ]),
       field("Name", name),
       h("div", { class: "queue-form-row" }, [field("Durability", durable), field("Auto delete", autoDelete)]),
@@ -131,7 +132,15 @@ function addQueue(vhosts, refresh) {
     async (v) => {
       const queue = v.name.trim();
       if (!queue) throw new Error("A queue needs a name.");
-      const body = { durable: v.durable === "true", auto_delete: v.auto_delete === "true", arguments: args.value() };
+      const quorum = v.type === "quorum";
+      const queueArgs = args.value();
+      if (quorum) queueArgs["x-queue-type"] = "quorum";
+      // A quorum queue is durable and not auto-delete (the broker refuses anything else).
+      const body = {
+        durable: quorum || v.durable === "true",
+        auto_delete: !quorum && v.auto_delete === "true",
+        arguments: queueArgs,
+      };
       await api(path("queues", v.vhost, queue), { method: "PUT", body });
       added = queue;
       name.value = "";
