@@ -39,9 +39,12 @@ pub struct Global {
     /// The vhost commands act in.
     #[arg(short = 'p', long, env = "WARRENCTL_VHOST", global = true)]
     pub vhost: Option<String>,
-    /// Use HTTPS.
+    /// Use HTTPS (the management API's https_port, 15671).
     #[arg(long, env = "WARRENCTL_TLS", global = true)]
     pub tls: bool,
+    /// With --tls: trust the authorities in this PEM file instead of the public roots.
+    #[arg(long, env = "WARRENCTL_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
     /// Settings file (default ~/.config/warrenctl.toml).
     #[arg(long, env = "WARRENCTL_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -30,21 +30,39 @@ pub fn segment(text: &str) -> String {
     out
 }
 
+/// The certificates of a PEM file, for --tls-ca.
+fn authorities(path: &std::path::Path) -> CtlResult<Vec<ureq::tls::Certificate<'static>>> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| CtlError::Usage(format!("--tls-ca {}: {e}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| unreadable(&e))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| unreadable(&e))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(unreadable(&"no certificate in the file"));
+    }
+    Ok(certs)
+}
+
 impl Api {
     pub fn new(settings: &Settings) -> CtlResult<Self> {
-        if settings.tls {
-            return Err(CtlError::Usage(
-                "--tls: Warren's management API does not serve TLS yet".into(),
-            ));
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = &settings.tls_ca {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&authorities(path)?));
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(settings.timeout)))
+            .tls_config(tls.build())
             .build();
         let credentials = format!("{}:{}", settings.username, settings.password);
+        let scheme = if settings.tls { "https" } else { "http" };
         Ok(Self {
             agent: config.into(),
-            base: format!("http://{}:{}", settings.host, settings.port),
+            base: format!("{scheme}://{}:{}", settings.host, settings.port),
             authorization: format!("Basic {}", STANDARD.encode(credentials)),
             target: format!("{}:{}", settings.host, settings.port),
         })

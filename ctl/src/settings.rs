@@ -15,6 +15,8 @@ pub struct Settings {
     pub password: String,
     pub vhost: String,
     pub tls: bool,
+    /// Authorities to trust over TLS instead of the public roots (PEM).
+    pub tls_ca: Option<PathBuf>,
     /// Seconds.
     pub timeout: u64,
 }
@@ -29,6 +31,7 @@ struct File {
     password: Option<String>,
     vhost: Option<String>,
     tls: Option<bool>,
+    tls_ca: Option<PathBuf>,
     timeout: Option<u64>,
 }
 
@@ -65,7 +68,13 @@ impl Settings {
                 .clone()
                 .or(file.host)
                 .unwrap_or_else(|| "127.0.0.1".into()),
-            port: g.port.or(file.port).unwrap_or(15672),
+            port: g
+                .port
+                .or(file.port)
+                .unwrap_or(match g.tls || file.tls == Some(true) {
+                    true => 15671,
+                    false => 15672,
+                }),
             username: g
                 .username
                 .clone()
@@ -78,6 +87,7 @@ impl Settings {
                 .unwrap_or_else(|| "guest".into()),
             vhost: g.vhost.clone().or(file.vhost).unwrap_or_else(|| "/".into()),
             tls: g.tls || file.tls.unwrap_or(false),
+            tls_ca: g.tls_ca.clone().or(file.tls_ca),
             timeout: g.timeout.or(file.timeout).unwrap_or(60),
         })
     }

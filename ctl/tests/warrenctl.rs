@@ -443,3 +443,60 @@ async fn errors_exit_with_rabbitmqctls_codes() {
     let completion = ctl(&b, &["completion", "bash"]).await;
     assert!(completion.stdout.contains("warrenctl"));
 }
+
+#[tokio::test]
+async fn tls_reaches_the_https_api_trusting_the_given_authority() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let files = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "warrenctl test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (cert, key_file, ca_file) = (
+        files.path().join("cert.pem"),
+        files.path().join("key.pem"),
+        files.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, server.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = Config {
+        bind: [127, 0, 0, 1].into(),
+        amqp_port: 0,
+        http_port: 0,
+        prometheus_port: 0,
+        amqps_port: 0,
+        https_port: 0,
+        tls_cert: Some(cert),
+        tls_key: Some(key_file),
+        data_dir: data.path().to_owned(),
+        ..Config::default()
+    };
+    let server = Server::start(config).await.expect("broker starts");
+    let https = server.https_addr.expect("HTTPS").port().to_string();
+    let ca = ca_file.display().to_string();
+    let args = |extra: &[&str]| {
+        let mut all = vec!["--host", "127.0.0.1", "--port", &https, "--tls"];
+        all.extend_from_slice(extra);
+        all.push("list_vhosts");
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let trusted = run(args(&["--tls-ca", &ca])).await;
+    assert_eq!(trusted.code, 0, "{}", trusted.stderr);
+    assert!(
+        trusted.stdout.contains("\n/\n") || trusted.stdout.ends_with("/\n"),
+        "{}",
+        trusted.stdout
+    );
+    // Without the authority the certificate is not trusted.
+    let untrusted = run(args(&[])).await;
+    assert_ne!(untrusted.code, 0, "{}", untrusted.stdout);
+}
