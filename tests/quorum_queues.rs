@@ -7,6 +7,7 @@ mod common;
 
 use common::durable::*;
 use common::provoke::{assert_reply, channel_error, Via};
+use common::queues::watch;
 use common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -48,6 +49,17 @@ fn delivery_count(properties: &BasicProperties) -> Option<i64> {
         AMQPValue::LongLongInt(n) => Some(*n),
         other => panic!("x-delivery-count is a long, not {other:?}"),
     }
+}
+
+/// Returns a delivery to its queue (basic.nack with requeue).
+async fn requeue(delivery: &lapin::message::Delivery) {
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .expect("basic.nack");
 }
 
 async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
@@ -192,14 +204,7 @@ async fn returns_are_counted_and_go_to_the_back() {
     assert_eq!(first.delivery.data, b"0");
     assert_eq!(delivery_count(&first.delivery.properties), Some(0));
     assert!(!first.delivery.redelivered);
-    first
-        .delivery
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    requeue(&first.delivery).await;
     // The returned message went to the back: 1, 2, then 0 again, counted once.
     let order: Vec<_> = [
         get(&ch, "qq-ret").await,
@@ -248,13 +253,7 @@ async fn a_consumers_first_delivery_has_no_count_and_a_return_adds_one() {
     let second = next_delivery(&mut consumer).await;
     assert_eq!(delivery_count(&second.properties), Some(1));
     assert!(second.redelivered);
-    second
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    requeue(&second).await;
     let third = next_delivery(&mut consumer).await;
     assert_eq!(delivery_count(&third.properties), Some(2));
 }
@@ -277,13 +276,7 @@ async fn past_the_delivery_limit_a_message_is_dead_lettered_without_its_count() 
     // Delivered twice (the limit is 1 return), then gone.
     for _ in 0..2 {
         let m = get(&ch, "qq-limit").await;
-        m.delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        requeue(&m.delivery).await;
     }
     let dead = within("the dead letter", async {
         loop {
@@ -421,13 +414,7 @@ async fn transient_messages_in_a_quorum_queue_survive_a_restart() {
         publish_with(&ch, "qq-keep", "persistent", persistent()).await;
         // A return is counted on disk too.
         let m = get(&ch, "qq-keep").await;
-        m.delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        requeue(&m.delivery).await;
         assert_eq!(queue_counts(&ch, "qq-keep").await.0, 2);
     }
     let broker = restart(broker, dir.path()).await;
@@ -470,13 +457,7 @@ async fn a_policy_sets_the_delivery_limit_and_the_vhost_default_type_applies() {
     declare(&ch, "qq-pol", quorum()).await.unwrap();
     publish(&ch, "", "qq-pol", b"once").await;
     let m = get(&ch, "qq-pol").await;
-    m.delivery
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    requeue(&m.delivery).await;
     // A limit of 0: the first return drops it.
     assert_eq!(queue_counts(&ch, "qq-pol").await.0, 0);
 
@@ -603,7 +584,7 @@ async fn kill_9_keeps_every_confirmed_message_of_a_quorum_queue() {
 #[tokio::test]
 async fn at_least_once_dead_lettering_keeps_the_message_until_a_target_takes_it() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = broker.channel().await;
+    let (conn, ch) = broker.channel().await;
     let args = with(
         quorum(),
         &[
@@ -640,18 +621,7 @@ async fn at_least_once_dead_lettering_keeps_the_message_until_a_target_takes_it(
     .await
     .unwrap();
     // The router tries again (every second) and the target gets it.
-    let mut consumer = ch
-        .basic_consume(
-            "alo-target".into(),
-            "t".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = watch(&conn, "alo-target").await;
     let dead = next_delivery(&mut consumer).await;
     assert_eq!(dead.data, b"keep me");
     let headers = dead.properties.headers().clone().unwrap();
@@ -694,7 +664,7 @@ async fn definitions_keep_the_queue_type() {
 #[tokio::test]
 async fn expired_messages_are_dead_lettered_with_reason_expired() {
     let broker = TestBroker::start().await;
-    let (_conn, ch) = broker.channel().await;
+    let (conn, ch) = broker.channel().await;
     declare_queue(&ch, "qq-expired").await;
     let args = with(
         quorum(),
@@ -705,18 +675,7 @@ async fn expired_messages_are_dead_lettered_with_reason_expired() {
         ],
     );
     declare(&ch, "qq-ttl", args).await.unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            "qq-expired".into(),
-            "t".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = watch(&conn, "qq-expired").await;
     // A TTL of 0 with nobody consuming the quorum queue: expired at once.
     publish(&ch, "", "qq-ttl", b"queue ttl").await;
     let dead = next_delivery(&mut consumer).await;
